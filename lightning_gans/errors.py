@@ -19,3 +19,9 @@ class DataError(LGError):
 
 class CheckpointError(LGError):
     """A checkpoint is missing, corrupt, unsafe, or of the wrong kind for the request."""
+
+
+def one_line(exc: BaseException, max_lines: int = 3) -> str:
+    """The first lines of an exception message (Hydra/OmegaConf ones span several) joined by '; '."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return "; ".join(lines[:max_lines]) or type(exc).__name__

@@ -1,0 +1,76 @@
+"""Fixed-seed sample grids from G_ema: PNG files in the run dir and images in W&B."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from ..synthesis.images import make_grid, provenance, save_png
+from ..synthesis.latents import seeds_to_z
+
+
+class SampleGrid(pl.Callback):
+    """Every `every_n_steps` iterations (and at the end), render the same seeds with G_ema.
+
+    The same seeds, const noise and truncation at every step make grids comparable over time.
+    Rank 0 only.
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_images: int = 16,
+        first_seed: int = 0,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+        batch_size: int = 16,
+        dirname: str = "samples",
+    ):
+        self.every_n_steps = every_n_steps
+        self.seeds = list(range(first_seed, first_seed + num_images))
+        self.truncation_psi = truncation_psi
+        self.noise_mode = noise_mode
+        self.batch_size = batch_size
+        self.dirname = dirname
+        self.last_path: Path | None = None
+
+    @torch.no_grad()
+    def render(self, pl_module: pl.LightningModule) -> torch.Tensor:
+        G = pl_module.G_ema
+        z_all = seeds_to_z(self.seeds, G.z_dim).to(pl_module.device)
+        imgs = []
+        for i in range(0, len(self.seeds), self.batch_size):
+            z = z_all[i : i + self.batch_size]
+            c = None
+            if G.c_dim > 0:  # cycle through the classes so every class shows up
+                idx = torch.arange(i, i + z.shape[0], device=z.device) % G.c_dim
+                c = torch.nn.functional.one_hot(idx, G.c_dim).float()
+            imgs.append(G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode).cpu())
+        return torch.cat(imgs)
+
+    def _emit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        grid = make_grid(self.render(pl_module))
+        out = Path(trainer.default_root_dir) / self.dirname / f"fakes-step{step:07d}.png"
+        meta = provenance(
+            model=getattr(pl_module, "kind", type(pl_module).__name__), step=step,
+            kimg=f"{float(getattr(pl_module, 'nimg', 0)) / 1000:.3f}",
+            seeds=f"{self.seeds[0]}-{self.seeds[-1]}", truncation=self.truncation_psi,
+            noise_mode=self.noise_mode,
+        )
+        self.last_path = save_png(grid, out, meta)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="samples/fakes", images=[Image.fromarray(grid)], step=step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._emit(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._emit(trainer, pl_module)

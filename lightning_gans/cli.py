@@ -1,0 +1,58 @@
+"""The `lightning-gans` command: one sub-command per job.
+
+`train` is a Hydra app (overrides, -m multirun, --cfg job); the other sub-commands take plain
+flags. User-facing errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, function, one-line help); modules import lazily so `--help` stays fast.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("lightning_gans.cli", "_train", "train a GAN (Hydra: key=value overrides, -m sweeps)"),
+    "summary": ("lightning_gans.summary", "main", "build a model config's networks and count parameters"),
+    "shards": ("lightning_gans.data.shards", "main", "write a folder of images into webdataset shards"),
+}
+
+USAGE = "usage: lightning-gans COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
+    f"  {name:14s} {help_}" for name, (_, _, help_) in COMMANDS.items()
+) + "\n\n`lightning-gans COMMAND --help` for a command's options."
+
+
+def _train(argv: list[str]) -> int:
+    # Hydra reads sys.argv itself: hand it the arguments after `train`.
+    sys.argv = ["lightning-gans train", *argv]
+    from .train import train_app
+
+    train_app()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import LGError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[name]
+    try:
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except LGError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

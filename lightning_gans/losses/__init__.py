@@ -1,0 +1,1 @@
+"""GAN objectives and regularizers as plain functions/modules of tensors and networks."""

@@ -1,0 +1,1 @@
+"""Pure nn.Module networks: constructed from keyword arguments, no training logic or I/O."""

@@ -1,0 +1,1 @@
+"""LightningModules: one per GAN; they own the training schedule, EMA and what gets logged."""

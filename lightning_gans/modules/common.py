@@ -1,0 +1,69 @@
+"""Pieces every GAN module shares: EMA, gradient hygiene, RNG state for exact resume."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, src: nn.Module, beta: float) -> None:
+    """ema <- beta * ema + (1 - beta) * src for parameters; buffers are copied (w_avg, noise)."""
+    for p_ema, p in zip(ema.parameters(), src.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(ema.buffers(), src.buffers()):
+        b_ema.copy_(b)
+
+
+def ema_beta(batch_size: int, nimg: int, ema_kimg: float, ema_rampup: float | None) -> float:
+    """Per-step EMA decay so the half-life is ema_kimg thousand images (ramped up early on)."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+@torch.no_grad()
+def clean_grads(params: Iterable[nn.Parameter]) -> int:
+    """Replace NaN/inf gradient entries (NaN -> 0, +-inf -> +-1e5); returns how many there were."""
+    bad = 0
+    for p in params:
+        if p.grad is None:
+            continue
+        n = int((~torch.isfinite(p.grad)).sum())
+        if n:
+            bad += n
+            torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
+    return bad
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def capture_rng() -> dict:
+    """Every RNG the training step draws from, in a form torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

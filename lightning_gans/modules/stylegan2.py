@@ -1,0 +1,197 @@
+"""StyleGAN2 training (Karras et al., CVPR 2020) as a LightningModule with manual optimization.
+
+One iteration = G main step, [path-length step every pl_interval], D main step, [R1 step every
+r1_interval], then the G_ema update -- the phase order of the official StyleGAN2-ADA loop.
+Schedules (EMA, lazy regularization) run on images seen (nimg), so they do not depend on how
+many processes share the global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
+from ..models.stylegan2 import Discriminator, Generator, check_resolution
+from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, set_requires_grad
+
+
+class StyleGAN2Module(pl.LightningModule):
+    """Owns G, D, G_ema, their optimizers and the training schedule."""
+
+    kind = "stylegan2"
+
+    def __init__(
+        self,
+        resolution: int = 1024,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        c_dim: int = 0,  # label size; set from the data when data.use_labels is on
+        img_channels: int = 3,
+        mapping_layers: int = 8,
+        mapping_lr_multiplier: float = 0.01,
+        w_avg_beta: float = 0.995,
+        channel_base: int = 32768,  # channels(res) = min(channel_base // res, channel_max)
+        channel_max: int = 512,
+        conv_clamp: float | None = 256,
+        mbstd_group_size: int = 4,
+        mbstd_num_channels: int = 1,
+        batch_size: int = 32,  # global: images per iteration over all processes
+        lr: float = 0.002,
+        betas: Sequence[float] = (0.0, 0.99),
+        eps: float = 1e-8,
+        r1_gamma: float = 10.0,
+        r1_interval: int = 16,
+        pl_weight: float = 2.0,
+        pl_interval: int = 4,
+        pl_batch_shrink: int = 2,
+        pl_decay: float = 0.01,
+        style_mixing_prob: float = 0.9,
+        ema_kimg: float = 10.0,  # G_ema half-life in thousands of images
+        ema_rampup: float | None = None,  # cap the half-life at nimg * ema_rampup early on
+        name: str = "stylegan2",  # the config this came from (logged, stored in checkpoints)
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        check_resolution(resolution)
+        self.G_kwargs = dict(
+            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=resolution, img_channels=img_channels,
+            mapping_kwargs=dict(num_layers=mapping_layers, lr_multiplier=mapping_lr_multiplier,
+                                w_avg_beta=w_avg_beta),
+            channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp,
+        )
+        self.D_kwargs = dict(
+            c_dim=c_dim, img_resolution=resolution, img_channels=img_channels,
+            channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp,
+            mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
+        )
+        self.G = Generator(**self.G_kwargs)
+        self.D = Discriminator(**self.D_kwargs)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        set_requires_grad(self.G_ema, False)
+        self.register_buffer("pl_mean", torch.zeros([]))
+        self.register_buffer("nimg", torch.zeros([], dtype=torch.int64))
+        self.loss = StyleGAN2Loss(
+            self.G, self.D, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
+            pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
+        )
+        self._pending_rng: dict | None = None
+        self._nonfinite = 0
+        self._last_time: float | None = None
+
+    # ---- configuration -------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.G_ema.eval()  # G_ema only ever runs inference (fused modconv, no w_avg updates)
+        return self
+
+    def configure_optimizers(self):
+        h = self.hparams
+        g_reg = h.pl_interval if h.pl_weight > 0 else None
+        d_reg = h.r1_interval if h.r1_gamma > 0 else None
+        opt_g = torch.optim.Adam(self.G.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, g_reg))
+        opt_d = torch.optim.Adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, d_reg))
+        return [opt_g, opt_d]
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        """The trained networks (G_ema is a copy of G)."""
+        return {"G": self.G, "D": self.D}
+
+    def model_config(self) -> dict:
+        """Self-describing architecture record stored in every checkpoint."""
+        return {"kind": self.kind, "name": self.hparams.name, "G_kwargs": self.G_kwargs,
+                "D_kwargs": self.D_kwargs}
+
+    # ---- training --------------------------------------------------------------------------
+    def _step(self, opt, net: torch.nn.Module, loss: torch.Tensor, counted: bool) -> None:
+        """Backward, clean non-finite grads, step. Only the D main step advances global_step,
+        so trainer.max_steps counts iterations, not optimizer steps."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._nonfinite += clean_grads(net.parameters())
+        if counted:
+            opt.step()
+        else:
+            opt.optimizer.step()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        if self._pending_rng is not None:  # exact resume: continue the saved random streams
+            restore_rng(self._pending_rng)
+            self._pending_rng = None
+        h = self.hparams
+        real = batch["img"]
+        R = h.resolution
+        if real.shape[1:] != (h.img_channels, R, R):
+            raise ValueError(f"batch images are {tuple(real.shape[1:])}, the model expects {(h.img_channels, R, R)}")
+        c = batch["c"] if h.c_dim > 0 else None
+        n = real.shape[0]
+        global_batch = n * self.trainer.world_size
+        it = self.global_step
+        opt_g, opt_d = self.optimizers()
+        self.loss.pl_mean = self.pl_mean
+        gen_c = c[torch.randperm(n, device=c.device)] if c is not None else None
+        z = lambda: torch.randn([n, h.z_dim], device=self.device)  # noqa: E731
+        stats: dict[str, torch.Tensor] = {}
+
+        set_requires_grad(self.G, True)
+        set_requires_grad(self.D, False)
+        loss, s = self.loss.g_main(z(), gen_c)
+        self._step(opt_g, self.G, loss, counted=False)
+        stats.update(s)
+        if h.pl_weight > 0 and it % h.pl_interval == 0:
+            loss, s = self.loss.g_pl(z(), gen_c, gain=h.pl_interval)
+            self._step(opt_g, self.G, loss, counted=False)
+            stats.update(s)
+
+        set_requires_grad(self.G, False)
+        set_requires_grad(self.D, True)
+        loss, s = self.loss.d_main(real, c, z(), gen_c)
+        self._step(opt_d, self.D, loss, counted=True)
+        stats.update(s)
+        if h.r1_gamma > 0 and it % h.r1_interval == 0:
+            loss, s = self.loss.d_r1(real, c, gain=h.r1_interval)
+            self._step(opt_d, self.D, loss, counted=False)
+            stats.update(s)
+        set_requires_grad(self.D, False)
+
+        ema_update(self.G_ema, self.G, ema_beta(global_batch, int(self.nimg), h.ema_kimg, h.ema_rampup))
+        self.nimg += global_batch
+        self._log_step(stats, batch, n, global_batch)
+
+    def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int) -> None:
+        now = time.perf_counter()
+        if self._last_time is not None:
+            stats["progress/sec_per_kimg"] = torch.tensor((now - self._last_time) / (global_batch / 1000))
+        self._last_time = now
+        stats["grad/nonfinite"] = torch.tensor(float(self._nonfinite))
+        if "skipped" in batch:
+            stats["data/skipped"] = batch["skipped"].float().max()
+        self.log_dict({k: v.float() for k, v in stats.items()}, on_step=True, batch_size=n)
+        self.log("kimg", self.nimg.float() / 1000, on_step=True, prog_bar=True, batch_size=n)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng"] = capture_rng()
+        checkpoint["model_config"] = self.model_config()
+        checkpoint["nonfinite_grads"] = self._nonfinite
+        run_id = _wandb_run_id(self.trainer)
+        if run_id is not None:
+            checkpoint["wandb_run_id"] = run_id
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._pending_rng = checkpoint.get("rng")
+        self._nonfinite = int(checkpoint.get("nonfinite_grads", 0))
+
+
+def _wandb_run_id(trainer: pl.Trainer | None) -> str | None:
+    if trainer is None:
+        return None
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            return str(logger.version) if logger.version else None
+    return None

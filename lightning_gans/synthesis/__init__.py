@@ -1,0 +1,1 @@
+"""Making images with trained models: latents from seeds, grids, provenance metadata."""

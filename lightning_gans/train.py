@@ -1,0 +1,106 @@
+"""`lightning-gans train`: compose the Hydra config, instantiate everything, fit.
+
+Only composition lives here (the lightning-hydra-template way); models, data and callbacks
+come from their config groups through hydra.utils.instantiate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .checkpoint import safe_load
+from .config import config_dir, register_resolvers
+from .errors import LGError
+
+register_resolvers()
+
+
+def _loggers(cfg: DictConfig, wandb_id: str | None) -> list:
+    loggers = []
+    for name, lcfg in (cfg.get("logger") or {}).items():
+        if lcfg is None:
+            continue
+        extra = {}
+        if "WandbLogger" in str(lcfg.get("_target_", "")):
+            os.environ.setdefault("WANDB_SILENT", "true")
+            if wandb_id:  # a resumed run continues the same W&B run
+                extra = {"id": wandb_id, "resume": "allow"}
+        loggers.append(instantiate(lcfg, **extra))
+    return loggers
+
+
+def _with_data_labels(cfg: DictConfig, datamodule) -> dict:
+    """Model overrides that come from the data (label count)."""
+    if cfg.data.get("use_labels"):
+        return {"c_dim": int(datamodule.c_dim)}
+    return {}
+
+
+def fit(cfg: DictConfig) -> dict:
+    """Run one training job; returns where its outputs are."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    ckpt_path = cfg.get("ckpt_path")
+    wandb_id = None
+    if ckpt_path:
+        wandb_id = safe_load(ckpt_path).get("wandb_run_id")  # also validates the file early
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = instantiate(cfg.model, _convert_="all", **_with_data_labels(cfg, datamodule))
+    loggers = _loggers(cfg, wandb_id)
+    callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+
+    from .modules.checkpoint_io import AtomicCheckpointIO
+
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if trainer.is_global_zero:
+        OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    return _report(trainer, run_dir, callbacks, loggers)
+
+
+def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) -> dict:
+    out = {"run_dir": str(run_dir), "global_step": trainer.global_step}
+    for cb in callbacks:
+        if isinstance(cb, pl.callbacks.ModelCheckpoint):
+            out["checkpoint"] = cb.last_model_path or cb.best_model_path
+        if getattr(cb, "last_path", None):
+            out["samples"] = str(cb.last_path)
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            out["wandb_dir"] = str(Path(logger.experiment.dir).parent)
+    if trainer.is_global_zero:
+        print("\nrun finished:", file=sys.stderr)
+        for k, v in out.items():
+            print(f"  {k:12s} {v}", file=sys.stderr)
+        if "wandb_dir" in out:
+            print(f"  upload the W&B run later with: wandb sync {out['wandb_dir']}", file=sys.stderr)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def train_app(cfg: DictConfig) -> float | None:
+    try:
+        fit(cfg)
+    except LGError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return None
