@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("lightning_gans.cli", "_train", "train a GAN (Hydra: key=value overrides, -m sweeps)"),
     "summary": ("lightning_gans.summary", "main", "build a model config's networks and count parameters"),
     "shards": ("lightning_gans.data.shards", "main", "write a folder of images into webdataset shards"),
+    "fid": ("lightning_gans.metrics.cli", "main", "FID (and KID) between two image folders or shard sets"),
 }
 
 USAGE = "usage: lightning-gans COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
@@ -31,7 +32,7 @@ def _train(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import LGError
+    from .errors import find_user_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -49,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     module, func, _ = COMMANDS[name]
     try:
         return int(getattr(importlib.import_module(module), func)(rest) or 0)
-    except LGError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         return 2
 
 

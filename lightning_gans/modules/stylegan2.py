@@ -161,9 +161,9 @@ class StyleGAN2Module(pl.LightningModule):
 
         ema_update(self.G_ema, self.G, ema_beta(global_batch, int(self.nimg), h.ema_kimg, h.ema_rampup))
         self.nimg += global_batch
-        self._log_step(stats, batch, n, global_batch)
+        self._log_step(stats, batch, n, global_batch, it)
 
-    def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int) -> None:
+    def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int, it: int) -> None:
         now = time.perf_counter()
         if self._last_time is not None:
             stats["progress/sec_per_kimg"] = torch.tensor((now - self._last_time) / (global_batch / 1000))
@@ -171,7 +171,14 @@ class StyleGAN2Module(pl.LightningModule):
         stats["grad/nonfinite"] = torch.tensor(float(self._nonfinite))
         if "skipped" in batch:
             stats["data/skipped"] = batch["skipped"].float().max()
-        self.log_dict({k: v.float() for k, v in stats.items()}, on_step=True, batch_size=n)
+        # Lazy-regularization terms exist only on their iterations; self.log would repeat the
+        # last value on every row, so they go straight to the loggers, at their own step.
+        sparse = {k: float(v) for k, v in stats.items() if k.startswith("reg/") or k == "loss/D_r1"}
+        if sparse:
+            for logger in self.loggers:
+                logger.log_metrics(sparse, step=it)
+        dense = {k: v.float() for k, v in stats.items() if k not in sparse}
+        self.log_dict(dense, on_step=True, batch_size=n)
         self.log("kimg", self.nimg.float() / 1000, on_step=True, prog_bar=True, batch_size=n)
 
     # ---- checkpoints -------------------------------------------------------------------------
