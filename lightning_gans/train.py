@@ -88,6 +88,7 @@ def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) 
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
             out["wandb_dir"] = str(Path(logger.experiment.dir).parent)
+            logger.experiment.finish()  # so a next run in this process (sweeps, tests) starts its own
     if trainer.is_global_zero:
         print("\nrun finished:", file=sys.stderr)
         for k, v in out.items():
