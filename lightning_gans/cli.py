@@ -23,8 +23,15 @@ USAGE = "usage: lightning-gans COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
 
 
 def _train(argv: list[str]) -> int:
-    # Hydra reads sys.argv itself: hand it the arguments after `train`.
+    import importlib.util
+
+    import __main__
+
+    # Hydra reads sys.argv itself: hand it the arguments after `train`. Lightning starts extra
+    # local DDP processes as `python -m <__main__.__spec__.name> <sys.argv[1:]>`: point that
+    # at the train module, so they run the same job.
     sys.argv = ["lightning-gans train", *argv]
+    __main__.__spec__ = importlib.util.find_spec("lightning_gans.train")
     from .train import train_app
 
     train_app()

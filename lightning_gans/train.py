@@ -1,5 +1,8 @@
 """`lightning-gans train`: compose the Hydra config, instantiate everything, fit.
 
+Also runnable as `python -m lightning_gans.train OVERRIDES`, which is how Lightning starts the
+other local DDP processes (imports are absolute for that reason).
+
 Only composition lives here (the lightning-hydra-template way); models, data and callbacks
 come from their config groups through hydra.utils.instantiate.
 """
@@ -16,9 +19,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .checkpoint import safe_load
-from .config import config_dir, register_resolvers
-from .errors import find_user_error
+from lightning_gans.checkpoint import safe_load
+from lightning_gans.config import config_dir, register_resolvers
+from lightning_gans.errors import find_user_error
 
 register_resolvers()
 
@@ -63,7 +66,7 @@ def fit(cfg: DictConfig, extra_callbacks: list | None = None) -> dict:
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks or []
 
-    from .modules.checkpoint_io import AtomicCheckpointIO
+    from lightning_gans.modules.checkpoint_io import AtomicCheckpointIO
 
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
@@ -109,3 +112,7 @@ def train_app(cfg: DictConfig) -> float | None:
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
     return None
+
+
+if __name__ == "__main__":
+    train_app()

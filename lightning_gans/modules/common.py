@@ -59,6 +59,14 @@ def capture_rng() -> dict:
     return state
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch, numpy and python's random (each rank of a DDP run gets its own seed)."""
+    seed = int(seed) % (2**32)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, pos, has_gauss, gauss = state["numpy"]

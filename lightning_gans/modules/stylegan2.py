@@ -14,10 +14,13 @@ from collections.abc import Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
 from ..models.stylegan2 import Discriminator, Generator, check_resolution
-from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, set_requires_grad
+from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, seed_all
+from .common import set_requires_grad
+from .strategy import average_grads, average_tensor_, gather_objects
 
 
 class StyleGAN2Module(pl.LightningModule):
@@ -80,7 +83,7 @@ class StyleGAN2Module(pl.LightningModule):
             self.G, self.D, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
             pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
         )
-        self._pending_rng: dict | None = None
+        self._pending_rng: dict | None = None  # this rank's RNG state from a checkpoint
         self._nonfinite = 0
         self._last_time: float | None = None
 
@@ -113,11 +116,25 @@ class StyleGAN2Module(pl.LightningModule):
         so trainer.max_steps counts iterations, not optimizer steps."""
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        average_grads(net)
         self._nonfinite += clean_grads(net.parameters())
         if counted:
             opt.step()
         else:
             opt.optimizer.step()
+
+    def on_fit_start(self) -> None:
+        strategy_model = self.trainer.strategy.model
+        if isinstance(strategy_model, torch.nn.parallel.DistributedDataParallel):
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "trainer.strategy wraps the GAN in DistributedDataParallel, which cannot run the "
+                "several backward passes of a GAN iteration; use trainer=ddp (GANDDPStrategy)"
+            )
+        if self._pending_rng is None and self.trainer.world_size > 1:
+            # Same weights on every rank (broadcast), but each rank draws its own latents.
+            seed_all(torch.initial_seed() * self.trainer.world_size + self.trainer.global_rank)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         if self._pending_rng is not None:  # exact resume: continue the saved random streams
@@ -159,6 +176,9 @@ class StyleGAN2Module(pl.LightningModule):
             stats.update(s)
         set_requires_grad(self.D, False)
 
+        # Running statistics are updated from each rank's own samples: keep ranks identical.
+        average_tensor_(self.G.mapping.w_avg)
+        average_tensor_(self.pl_mean)
         ema_update(self.G_ema, self.G, ema_beta(global_batch, int(self.nimg), h.ema_kimg, h.ema_rampup))
         self.nimg += global_batch
         self._log_step(stats, batch, n, global_batch, it)
@@ -183,7 +203,7 @@ class StyleGAN2Module(pl.LightningModule):
 
     # ---- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng"] = capture_rng()
+        checkpoint["rng"] = gather_objects(capture_rng())  # one entry per rank
         checkpoint["model_config"] = self.model_config()
         checkpoint["nonfinite_grads"] = self._nonfinite
         run_id = _wandb_run_id(self.trainer)
@@ -191,7 +211,19 @@ class StyleGAN2Module(pl.LightningModule):
             checkpoint["wandb_run_id"] = run_id
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._pending_rng = checkpoint.get("rng")
+        states = checkpoint.get("rng") or []
+        if isinstance(states, dict):
+            states = [states]
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        if len(states) == (self.trainer.world_size if self._trainer is not None else 1):
+            self._pending_rng = states[rank]
+        elif states:  # resumed with another process count: the streams cannot continue exactly
+            self._pending_rng = None
+            rank_zero_warn(
+                f"checkpoint holds RNG states of {len(states)} processes, this run has "
+                f"{self.trainer.world_size}: random streams restart from new seeds"
+            )
+            seed_all(torch.initial_seed() + int(checkpoint.get("global_step", 0)) * 1000 + rank)
         self._nonfinite = int(checkpoint.get("nonfinite_grads", 0))
 
 
