@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("lightning_gans.cli", "_train", "train a GAN (Hydra: key=value overrides, -m sweeps)"),
     "summary": ("lightning_gans.summary", "main", "build a model config's networks and count parameters"),
     "shards": ("lightning_gans.data.shards", "main", "write a folder of images into webdataset shards"),
+    "prepare-faces": ("lightning_gans.data.faces.prepare", "main",
+                      "detect, align (FFHQ-style) and shard the faces in a folder of photos"),
     "fid": ("lightning_gans.metrics.cli", "main", "FID (and KID) between two image folders or shard sets"),
 }
 

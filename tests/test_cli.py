@@ -6,10 +6,10 @@ import sys
 
 import pytest
 from omegaconf import OmegaConf
+from train_utils import train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.cli import main
-from train_utils import train
 
 
 def test_python_dash_m_and_help():

@@ -6,10 +6,10 @@ import tarfile
 import numpy as np
 import pytest
 from PIL import Image
+from train_utils import read_metrics, series, train
 
 from lightning_gans.cli import main
 from lightning_gans.data.demo import ensure_demo_data
-from train_utils import read_metrics, series, train
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:

@@ -1,14 +1,14 @@
 """End-to-end StyleGAN2 training on the embedded demo data (CPU): losses, schedules, resume."""
 
 import numpy as np
-import pytorch_lightning as pl
 import pytest
+import pytorch_lightning as pl
 import torch
+from train_utils import read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.modules.stylegan2 import StyleGAN2Module
 from lightning_gans.synthesis.latents import seeds_to_z
-from train_utils import read_metrics, series, train
 
 FAST = ["experiment=demo", "logger=csv", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 

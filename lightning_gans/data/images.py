@@ -9,26 +9,56 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
+
+_SRGB = ImageCms.createProfile("sRGB")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL image -> 8-bit RGB, upright (EXIF), alpha composited on white, 16-bit scaled."""
-    img = ImageOps.exif_transpose(img)
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey: scale, don't clip
-        a = np.asarray(img).astype(np.float64)
-        if img.mode.startswith("I;16") or a.max() > 255:
-            a = a / 257.0
-        elif img.mode == "F" and a.max() <= 1.0:
-            a = a * 255.0
-        img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+    """Any PIL image -> upright (EXIF) 8-bit sRGB: ICC profiles applied, 16-bit/float grey
+    scaled (not clipped), palette and alpha composited on white."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - malformed EXIF must not lose an otherwise good image
+        pass
+    icc = img.info.get("icc_profile")
+    if icc and img.mode in ("RGB", "RGBA", "CMYK"):
+        img = _icc_to_srgb(img, icc)
     if img.mode == "P":
+        # Palette images with a transparent index only show it after expanding to RGBA.
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        img = img.convert("RGBA")
-        bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, img)
-    return img.convert("RGB")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        img = Image.fromarray(_scale_to_uint8(np.asarray(img), img.mode), "L")
+    if img.mode in ("LA", "La", "PA", "RGBa", "RGBA") or (
+        img.mode in ("L", "RGB") and "transparency" in img.info
+    ):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK without profile, YCbCr, LAB, HSV
+    return img
+
+
+def _icc_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        mode = "RGBA" if img.mode == "RGBA" else "RGB"
+        out = ImageCms.profileToProfile(img, src, _SRGB, outputMode=mode)
+        return out if out is not None else img
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return img  # a broken profile: plain conversion below is the best we can do
+
+
+def _scale_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit / 32-bit / float grey -> uint8 by range, since PIL's convert('L') clips at 255."""
+    if mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif mode == "F":
+        scale = 255.0 if a.size and float(a.max()) <= 1.0 else 1.0  # [0, 1] or [0, 255] floats
+    else:  # "I": 32-bit ints holding 8- or 16-bit data (e.g. some TIFFs); the range tells which
+        scale = 1.0 if a.size and int(a.max()) <= 255 else 255.0 / 65535.0
+    return np.clip(np.rint(a.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
 def center_square(img: Image.Image, resolution: int | None) -> Image.Image:

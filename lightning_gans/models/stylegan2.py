@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, SynthesisLayer, ToRGBLayer
-from ..nn import normalize_2nd_moment
+from ..nn import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, SynthesisLayer, ToRGBLayer, normalize_2nd_moment
 from ..ops.upfirdn2d import setup_filter, upsample2d
 
 

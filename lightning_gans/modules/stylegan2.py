@@ -18,8 +18,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
 from ..models.stylegan2 import Discriminator, Generator, check_resolution
-from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, seed_all
-from .common import set_requires_grad
+from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, seed_all, set_requires_grad
 from .strategy import average_grads, average_tensor_, gather_objects
 
 
