@@ -12,20 +12,20 @@ import copy
 import time
 from collections.abc import Sequence
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_warn
 
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
 from ..models.stylegan2 import Discriminator, Generator, check_resolution
-from .common import capture_rng, clean_grads, ema_beta, ema_update, restore_rng, seed_all, set_requires_grad
-from .strategy import average_grads, average_tensor_, gather_objects
+from .base import GANModule
+from .common import ema_beta, ema_update, set_requires_grad
+from .strategy import average_tensor_
 
 
-class StyleGAN2Module(pl.LightningModule):
+class StyleGAN2Module(GANModule):
     """Owns G, D, G_ema, their optimizers and the training schedule."""
 
     kind = "stylegan2"
+    ema_attributes = ("G_ema",)
 
     def __init__(
         self,
@@ -59,7 +59,6 @@ class StyleGAN2Module(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         check_resolution(resolution)
         self.G_kwargs = dict(
             z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=resolution, img_channels=img_channels,
@@ -82,16 +81,9 @@ class StyleGAN2Module(pl.LightningModule):
             self.G, self.D, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
             pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
         )
-        self._pending_rng: dict | None = None  # this rank's RNG state from a checkpoint
-        self._nonfinite = 0
         self._last_time: float | None = None
 
     # ---- configuration -------------------------------------------------------------------
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.G_ema.eval()  # G_ema only ever runs inference (fused modconv, no w_avg updates)
-        return self
-
     def configure_optimizers(self):
         h = self.hparams
         g_reg = h.pl_interval if h.pl_weight > 0 else None
@@ -110,35 +102,8 @@ class StyleGAN2Module(pl.LightningModule):
                 "D_kwargs": self.D_kwargs}
 
     # ---- training --------------------------------------------------------------------------
-    def _step(self, opt, net: torch.nn.Module, loss: torch.Tensor, counted: bool) -> None:
-        """Backward, clean non-finite grads, step. Only the D main step advances global_step,
-        so trainer.max_steps counts iterations, not optimizer steps."""
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        average_grads(net)
-        self._nonfinite += clean_grads(net.parameters())
-        if counted:
-            opt.step()
-        else:
-            opt.optimizer.step()
-
-    def on_fit_start(self) -> None:
-        strategy_model = self.trainer.strategy.model
-        if isinstance(strategy_model, torch.nn.parallel.DistributedDataParallel):
-            from ..errors import ConfigError
-
-            raise ConfigError(
-                "trainer.strategy wraps the GAN in DistributedDataParallel, which cannot run the "
-                "several backward passes of a GAN iteration; use trainer=ddp (GANDDPStrategy)"
-            )
-        if self._pending_rng is None and self.trainer.world_size > 1:
-            # Same weights on every rank (broadcast), but each rank draws its own latents.
-            seed_all(torch.initial_seed() * self.trainer.world_size + self.trainer.global_rank)
-
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        if self._pending_rng is not None:  # exact resume: continue the saved random streams
-            restore_rng(self._pending_rng)
-            self._pending_rng = None
+        self.restore_rng_if_resumed()
         h = self.hparams
         real = batch["img"]
         R = h.resolution
@@ -157,21 +122,21 @@ class StyleGAN2Module(pl.LightningModule):
         set_requires_grad(self.G, True)
         set_requires_grad(self.D, False)
         loss, s = self.loss.g_main(z(), gen_c)
-        self._step(opt_g, self.G, loss, counted=False)
+        self.optimizer_step_(opt_g, self.G, loss, counted=False)
         stats.update(s)
         if h.pl_weight > 0 and it % h.pl_interval == 0:
             loss, s = self.loss.g_pl(z(), gen_c, gain=h.pl_interval)
-            self._step(opt_g, self.G, loss, counted=False)
+            self.optimizer_step_(opt_g, self.G, loss, counted=False)
             stats.update(s)
 
         set_requires_grad(self.G, False)
         set_requires_grad(self.D, True)
         loss, s = self.loss.d_main(real, c, z(), gen_c)
-        self._step(opt_d, self.D, loss, counted=True)
+        self.optimizer_step_(opt_d, self.D, loss, counted=True)
         stats.update(s)
         if h.r1_gamma > 0 and it % h.r1_interval == 0:
             loss, s = self.loss.d_r1(real, c, gain=h.r1_interval)
-            self._step(opt_d, self.D, loss, counted=False)
+            self.optimizer_step_(opt_d, self.D, loss, counted=False)
             stats.update(s)
         set_requires_grad(self.D, False)
 
@@ -199,37 +164,3 @@ class StyleGAN2Module(pl.LightningModule):
         dense = {k: v.float() for k, v in stats.items() if k not in sparse}
         self.log_dict(dense, on_step=True, batch_size=n)
         self.log("kimg", self.nimg.float() / 1000, on_step=True, prog_bar=True, batch_size=n)
-
-    # ---- checkpoints -------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["rng"] = gather_objects(capture_rng())  # one entry per rank
-        checkpoint["model_config"] = self.model_config()
-        checkpoint["nonfinite_grads"] = self._nonfinite
-        run_id = _wandb_run_id(self.trainer)
-        if run_id is not None:
-            checkpoint["wandb_run_id"] = run_id
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        states = checkpoint.get("rng") or []
-        if isinstance(states, dict):
-            states = [states]
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        if len(states) == (self.trainer.world_size if self._trainer is not None else 1):
-            self._pending_rng = states[rank]
-        elif states:  # resumed with another process count: the streams cannot continue exactly
-            self._pending_rng = None
-            rank_zero_warn(
-                f"checkpoint holds RNG states of {len(states)} processes, this run has "
-                f"{self.trainer.world_size}: random streams restart from new seeds"
-            )
-            seed_all(torch.initial_seed() + int(checkpoint.get("global_step", 0)) * 1000 + rank)
-        self._nonfinite = int(checkpoint.get("nonfinite_grads", 0))
-
-
-def _wandb_run_id(trainer: pl.Trainer | None) -> str | None:
-    if trainer is None:
-        return None
-    for logger in trainer.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            return str(logger.version) if logger.version else None
-    return None

@@ -1,0 +1,114 @@
+"""GANModule: what every GAN LightningModule here shares.
+
+Manual optimization with several optimizer steps per iteration, of which exactly one advances
+trainer.global_step (so trainer.max_steps counts iterations); gradients averaged over DDP ranks
+and cleaned of NaN/inf; per-rank RNG streams saved in checkpoints so a resume continues
+exactly; the W&B run id and a self-describing model_config in every checkpoint; EMA copies
+kept in eval mode.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_warn
+from torch import nn
+
+from ..errors import ConfigError
+from .common import capture_rng, clean_grads, restore_rng, seed_all
+from .strategy import average_grads, gather_objects
+
+
+class GANModule(pl.LightningModule):
+    """Subclasses set `kind`, build their networks, and implement `training_step`,
+    `networks()` (the trained nets, no EMA copies) and `model_config()`."""
+
+    kind = "gan"
+    ema_attributes: tuple[str, ...] = ()  # names of EMA copies, kept in eval mode
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self._pending_rng: dict | None = None  # this rank's RNG state from a checkpoint
+        self._nonfinite = 0  # non-finite gradient entries replaced so far
+
+    # ---- to implement ------------------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def model_config(self) -> dict:
+        raise NotImplementedError
+
+    # ---- shared ------------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.ema_attributes:
+            getattr(self, name).eval()  # EMA copies only run inference
+        return self
+
+    def optimizer_step_(self, opt, net: nn.Module, loss: torch.Tensor, counted: bool = False) -> None:
+        """zero_grad, backward, average over ranks, clean non-finite grads, step.
+
+        Exactly one call per iteration should pass counted=True: it goes through Lightning's
+        optimizer wrapper and advances global_step; the others step the torch optimizer.
+        """
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        average_grads(net)
+        self._nonfinite += clean_grads(net.parameters())
+        if counted:
+            opt.step()
+        else:
+            opt.optimizer.step()
+
+    def restore_rng_if_resumed(self) -> None:
+        """Call first in training_step: continues the saved random streams after a resume."""
+        if self._pending_rng is not None:
+            restore_rng(self._pending_rng)
+            self._pending_rng = None
+
+    def on_fit_start(self) -> None:
+        if isinstance(self.trainer.strategy.model, torch.nn.parallel.DistributedDataParallel):
+            raise ConfigError(
+                "trainer.strategy wraps the GAN in DistributedDataParallel, which cannot run the "
+                "several backward passes of a GAN iteration; use trainer=ddp (GANDDPStrategy)"
+            )
+        if self._pending_rng is None and self.trainer.world_size > 1:
+            # Same weights on every rank (the strategy broadcasts them), own latents per rank.
+            seed_all(torch.initial_seed() * self.trainer.world_size + self.trainer.global_rank)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng"] = gather_objects(capture_rng())  # one entry per rank
+        checkpoint["model_config"] = self.model_config()
+        checkpoint["nonfinite_grads"] = self._nonfinite
+        run_id = wandb_run_id(self._trainer)
+        if run_id is not None:
+            checkpoint["wandb_run_id"] = run_id
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng") or []
+        if isinstance(states, dict):
+            states = [states]
+        attached = self._trainer is not None
+        rank = self.trainer.global_rank if attached else 0
+        world = self.trainer.world_size if attached else 1
+        if len(states) == world:
+            self._pending_rng = states[rank]
+        elif states:  # resumed with another process count: the streams cannot continue exactly
+            self._pending_rng = None
+            rank_zero_warn(
+                f"checkpoint holds RNG states of {len(states)} processes, this run has {world}: "
+                "random streams restart from new seeds"
+            )
+            seed_all(torch.initial_seed() + int(checkpoint.get("global_step", 0)) * 1000 + rank)
+        self._nonfinite = int(checkpoint.get("nonfinite_grads", 0))
+
+
+def wandb_run_id(trainer: pl.Trainer | None) -> str | None:
+    """The id of the trainer's W&B run (None without a WandbLogger)."""
+    if trainer is None:
+        return None
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            return str(logger.version) if logger.version else None
+    return None
