@@ -55,9 +55,11 @@ class LPIPS(nn.Module):
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
 
-    @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [-1, 1] -> [N, F]; LPIPS = squared distance of embeddings."""
+        """[N, 3, H, W] in [-1, 1] -> [N, F]; LPIPS = squared distance of embeddings.
+
+        Differentiable w.r.t. the images (projection optimizes through it); metrics call it
+        under torch.no_grad()."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected [N, 3, H, W] images, got {tuple(images.shape)}")
         x = images.to(self.shift.device, torch.float32)
