@@ -125,11 +125,11 @@ def test_shards_from_folder_converts_and_skips_bad_files(tmp_path, capsys):
     _save(src / "cmyk.jpg", Image.new("CMYK", (10, 10), (0, 0, 0, 0)))
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (src / "truncated.png").write_bytes(_png(1)[:60])
-    (src / "notes.txt").write_text("not an image, not even looked at")
+    (src / "notes.txt").write_text("not an image: reported as an unsupported extension")
     assert main([str(src), str(tmp_path / "out"), "--resolution", "8", "--maxcount", "2"]) == 0
     out = capsys.readouterr()
-    assert "wrote 5 images" in out.out and "2 skipped" in out.out
-    assert "broken.jpg" in out.err and "truncated.png" in out.err
+    assert "wrote 5 images" in out.out and "3 skipped" in out.out
+    assert "broken.jpg" in out.err and "truncated.png" in out.err and "notes.txt" in out.err
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert (m["count"], m["resolution"], len(m["shards"]), m["labels"]) == (5, 8, 3, None)
     urls = [str(tmp_path / "out" / s["name"]) for s in m["shards"]]
@@ -337,3 +337,29 @@ def test_resume_through_lightning_checkpoint(shards, tmp_path):
     fit(4, save_every=3)
     (ckpt,) = tmp_path.glob("*.ckpt")
     assert fit(7, ckpt=str(ckpt)) == full[3:]
+
+
+def test_shards_from_zip_and_tar(tmp_path):
+    import tarfile
+    import zipfile
+
+    rng = np.random.default_rng(3)
+    pngs = {f"a/{i}.png": _png_bytes(rng) for i in range(3)} | {f"b/{i}.png": _png_bytes(rng) for i in range(2)}
+    with zipfile.ZipFile(tmp_path / "in.zip", "w") as z:
+        for name, data in pngs.items():
+            z.writestr(name, data)
+    with tarfile.open(tmp_path / "in.tar", "w") as t:
+        for name, data in pngs.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    for src in ("in.zip", "in.tar"):
+        m = shards_from_folder(tmp_path / src, tmp_path / f"out-{src}", labels_from_subfolders=True)
+        assert m["count"] == 5 and m["labels"] == {"a": 0, "b": 1}
+        assert m["label_counts"] in ({"a": 3, "b": 2}, {"0": 3, "1": 2}, {0: 3, 1: 2})
+
+
+def _png_bytes(rng) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

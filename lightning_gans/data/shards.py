@@ -265,16 +265,6 @@ class ShardWriter:
 
 
 # -- folder ingestion --------------------------------------------------------------------------
-def _list_images(root: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            if not fn.startswith(".") and Path(fn).suffix.lower() in FOLDER_EXTS:
-                found.append(Path(dirpath) / fn)
-    return found
-
-
 def shards_from_folder(
     folder: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -283,50 +273,53 @@ def shards_from_folder(
     maxcount: int = 1000,
     ext: str = "png",
 ) -> dict:
-    """Images under `folder` (recursive) -> square RGB shards in `out_dir`; returns the manifest.
+    """Images under `folder` (a folder searched recursively, a .zip or a .tar) -> square RGB
+    shards in `out_dir`; returns the manifest.
 
-    The returned dict also has "skipped": ["relative/path: reason", ...] for unreadable files
-    (these are not fatal and not written to manifest.json). With `labels_from_subfolders`, each
-    first-level subfolder is a class (sorted names -> 0, 1, ...; files directly in `folder` are
-    skipped), stored per sample as {"label": int, "label_name": str}.
+    The returned dict also has "skipped": ["relative/path: reason", ...] for unreadable or
+    unsupported files (not fatal, not written to manifest.json). With `labels_from_subfolders`,
+    each first-level subfolder is a class (sorted names -> 0, 1, ...; files directly at the top
+    are skipped), stored per sample as {"label": int, "label_name": str}.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder {folder} does not exist: pass a folder of images")
-    files = _list_images(folder)
+    from .faces.sources import open_source  # the one lister of folders, zips and tars
+
+    source = open_source(folder, exclude=out_dir)
+    listing = source.list()
+    skipped = [f"{rel}: {reason} ({detail})" for rel, reason, detail in listing.problems]
+    files = listing.files
     if not files:
-        raise DataError(f"no images (jpg, jpeg, png, webp, bmp) under {folder}")
+        raise DataError(f"no images (jpg, png, webp, bmp, tiff) in {folder}")
     classes: dict[str, int] = {}
     if labels_from_subfolders:
-        names = sorted({f.relative_to(folder).parts[0] for f in files if f.parent != folder})
+        names = sorted({rel.split("/", 1)[0] for rel in files if "/" in rel})
         if not names:
             raise DataError(f"--labels-from-subfolders: {folder} has no subfolders with images")
         classes = {n: i for i, n in enumerate(names)}
-    skipped: list[str] = []
+        skipped += [f"{rel}: not in a class subfolder" for rel in files if "/" not in rel]
+        files = [rel for rel in files if "/" in rel]
     with ShardWriter(out_dir, maxcount=maxcount, resolution=resolution) as writer:
         n = 0
-        for path in files:
-            rel = path.relative_to(folder).as_posix()
+        for rel, data in source.read(files):
+            if isinstance(data, tuple):  # (reason, detail) from the lister
+                skipped.append(f"{rel}: {data[0]} ({data[1]})")
+                continue
             meta: dict[str, Any] = {"source": rel}
             if labels_from_subfolders:
-                if path.parent == folder:
-                    skipped.append(f"{rel}: not in a class subfolder")
-                    continue
                 meta["label_name"] = rel.split("/", 1)[0]
                 meta["label"] = classes[meta["label_name"]]
             try:  # any decode failure of one file is that file's problem, never the run's
-                with Image.open(path) as im:
+                with Image.open(io.BytesIO(data)) as im:
                     im.load()
-                    data = encode(center_square(to_rgb(im), resolution), ext)
+                    encoded = encode(center_square(to_rgb(im), resolution), ext)
             except Exception as e:
                 skipped.append(f"{rel}: {type(e).__name__}: {e}".replace("\n", " "))
                 continue
-            writer.write(f"{n:08d}", data, ext, meta)
+            writer.write(f"{n:08d}", encoded, ext, meta)
             n += 1
         manifest = writer.close()
     if manifest["count"] == 0:
-        raise DataError(f"none of the {len(files)} image files under {folder} could be read "
-                        f"(first: {skipped[0]})")
+        raise DataError(f"none of the {len(files)} image files in {folder} could be read "
+                        f"(first: {skipped[0] if skipped else 'none'})")
     return {**manifest, "skipped": skipped}
 
 
@@ -334,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """`lightning-gans shards FOLDER OUT [--resolution R] [--labels-from-subfolders] ...`."""
     p = argparse.ArgumentParser(prog="lightning-gans shards",
                                 description="Write a folder of images into webdataset shards.")
-    p.add_argument("folder", help="folder of images, searched recursively")
+    p.add_argument("folder", help="folder of images (searched recursively), a .zip or a .tar")
     p.add_argument("out", help="output folder for {shard-000000.tar, ...} and manifest.json")
     p.add_argument("--resolution", type=int, default=None,
                    help="centre-crop to square and Lanczos-resize to R x R")
