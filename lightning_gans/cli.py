@@ -13,16 +13,15 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("lightning_gans.cli", "_train", "train a GAN (Hydra: key=value overrides, -m sweeps)"),
     "summary": ("lightning_gans.summary", "main", "build a model config's networks and count parameters"),
-    "shards": ("lightning_gans.data.shards", "main", "write a folder of images into webdataset shards"),
+    "shards": ("lightning_gans.data.shards", "main", "write a folder/zip/tar of images into webdataset shards"),
     "prepare-faces": ("lightning_gans.data.faces.prepare", "main",
                       "detect, align (FFHQ-style) and shard the faces in a folder of photos"),
-    "generate": ("lightning_gans.synthesis.generate", "main", "images of seeds or a projected latent (PNGs, grid, raw .npy)"),
-    "style-mix": ("lightning_gans.synthesis.stylemix", "main", "style-mixing grid: column seeds give the --styles layers"),
-    "interpolate": ("lightning_gans.synthesis.interpolate", "main",
-                    "latent walk between seeds (W lerp / Z slerp): frames + mp4/GIF"),
-    "project": ("lightning_gans.synthesis.project_cli", "main",
-                "project a photo into W/W+ (StyleGAN2 projector); writes an .npz latent"),
-    "provenance": ("lightning_gans.synthesis.provenance_cli", "main", "print the provenance metadata of generated files"),
+    "generate": ("lightning_gans.synthesis.generate", "main", "images of seeds or a projected latent"),
+    "style-mix": ("lightning_gans.synthesis.stylemix", "main", "style-mixing grid (column seeds give --styles)"),
+    "interpolate": ("lightning_gans.synthesis.interpolate", "main", "latent walk between seeds: frames + mp4/GIF"),
+    "project": ("lightning_gans.synthesis.project_cli", "main", "project a photo into W/W+; writes an .npz latent"),
+    "provenance": ("lightning_gans.synthesis.provenance_cli", "main", "print the provenance metadata of outputs"),
+    "doctor": ("lightning_gans.ops.doctor", "main", "versions, compilers, which kernel each op uses (--build)"),
     "fid": ("lightning_gans.metrics.cli", "main", "FID (and KID) between two image folders or shard sets"),
 }
 

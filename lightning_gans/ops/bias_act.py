@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import _jit
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -70,7 +72,125 @@ def bias_act(
     (lrelu slope, default 0.2); gain: default the activation's def_gain; clamp: None = off.
     `impl` ("ref" or "compiled"; default from LG_OPS) picks the implementation.
     """
-    return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    spec, alpha_, gain_, clamp_ = resolve_args(act, alpha, gain, clamp)
+    dtype = x.dtype if b is None else torch.promote_types(x.dtype, b.dtype)
+    module = _jit.select(impl, x.device, _unsupported(x, dtype))
+    if module is None:
+        return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    if b is not None:
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(
+                f"bias_act: bias of shape {tuple(b.shape)} does not match "
+                f"x.shape[{dim}]={x.shape[dim]}"
+            )
+        # x + b promotes in the reference; the kernel wants one dtype.
+        if x.dtype != dtype or b.dtype != dtype:
+            x, b = x.to(dtype), b.to(dtype)
+    elif spec.cuda_idx == 1 and gain_ == 1 and clamp_ < 0:
+        return x  # the identity, as in the reference
+    args = _Args(dim % x.ndim, spec.cuda_idx, alpha_, gain_, clamp_, spec.has_2nd_grad, module)
+    return _BiasActFn.apply(x, b, args)
+
+
+_KERNEL_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+
+def _unsupported(x: torch.Tensor, dtype: torch.dtype) -> str | None:
+    """Why the compiled kernels cannot take this call, or None if they can."""
+    if dtype not in _KERNEL_DTYPES.get(x.device.type, ()):
+        return f"bias_act: no compiled kernel for {dtype} on {x.device.type}"
+    if x.ndim == 0:
+        return "bias_act: the compiled kernel needs x with at least one dimension"
+    return None
+
+
+@dataclass(frozen=True)
+class _Args:
+    dim: int
+    act: int  # Activation.cuda_idx
+    alpha: float
+    gain: float
+    clamp: float  # < 0: off
+    has_2nd_grad: bool
+    module: object
+
+    def run(self, mode: int, x, b, dy=None, ddz=None) -> torch.Tensor:
+        """One kernel call; mode 0 forward, 1 gradient, 2 second-order term (csrc/bias_act.h)."""
+        if dy is not None and dy.dtype != x.dtype:
+            dy = dy.to(x.dtype)
+        if ddz is not None and ddz.dtype != x.dtype:
+            ddz = ddz.to(x.dtype)
+        return self.module.bias_act(
+            x, b, dy, ddz, mode, self.dim, self.act, self.alpha, self.gain, self.clamp
+        )
+
+    def sum_to_bias(self, t: torch.Tensor) -> torch.Tensor:
+        dims = [i for i in range(t.ndim) if i != self.dim]
+        return t.sum(dims) if dims else t  # sum([]) would reduce everything
+
+
+class _BiasActFn(torch.autograd.Function):
+    """y = bias_act(x, b); the backward is _BiasActGradFn, itself differentiable."""
+
+    @staticmethod
+    def forward(ctx, x, b, args):
+        ctx.save_for_backward(x, b)
+        ctx.args = args
+        return args.run(0, x, b)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, b = ctx.saved_tensors
+        # Only a create_graph backward (grad mode on) needs dz to be differentiable; plain
+        # training steps skip the second Function's overhead (it shows on small FC layers).
+        if torch.is_grad_enabled():
+            dz = _BiasActGradFn.apply(dy, x, b, ctx.args)
+        else:
+            dz = ctx.args.run(1, x, b, dy=dy)
+        dx = dz if ctx.needs_input_grad[0] else None
+        db = ctx.args.sum_to_bias(dz) if b is not None and ctx.needs_input_grad[1] else None
+        return dx, db, None
+
+
+class _BiasActGradFn(torch.autograd.Function):
+    """dz = dy * gain * act'(x + b) * [not clamped]: linear in dy, so its gradient w.r.t. dy is
+    itself; w.r.t. x (and b) it is the act'' term, which R1 and path length need."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, args):
+        ctx.save_for_backward(dy, x, b)
+        ctx.args = args
+        return args.run(1, x, b, dy=dy)
+
+    @staticmethod
+    def backward(ctx, ddz):
+        dy, x, b = ctx.saved_tensors
+        args = ctx.args
+        d_dy = _BiasActGradFn.apply(ddz, x, b, args) if ctx.needs_input_grad[0] else None
+        d_x = d_b = None
+        if args.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            d_z = _BiasActGrad2Fn.apply(ddz, dy, x, b, args)
+            d_x = d_z if ctx.needs_input_grad[1] else None
+            d_b = args.sum_to_bias(d_z) if b is not None and ctx.needs_input_grad[2] else None
+        return d_dy, d_x, d_b, None
+
+
+class _BiasActGrad2Fn(torch.autograd.Function):
+    """ddz * dy * gain * act''(x + b): the end of the chain (third order is not implemented)."""
+
+    @staticmethod
+    def forward(ctx, ddz, dy, x, b, args):
+        return args.run(2, x, b, dy=dy, ddz=ddz)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError(
+            "bias_act: third-order gradients are not implemented by the compiled kernel; "
+            "use impl='ref' (or LG_OPS=ref) for them"
+        )
 
 
 def _bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _jit
+
 IntOrPair = int | Sequence[int]
 
 
@@ -105,7 +107,71 @@ def upfirdn2d(
         raise ValueError(f"upfirdn2d expects x of shape [N, C, H, W], got {getattr(x, 'shape', x)}")
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    module = _jit.select(impl, x.device, _unsupported(x, f))
+    if module is not None:
+        return _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain)
     return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
+
+
+_KERNEL_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+
+
+def _unsupported(x: torch.Tensor, f: torch.Tensor) -> str | None:
+    """Why the compiled kernels cannot take this call, or None if they can."""
+    if x.dtype not in _KERNEL_DTYPES.get(x.device.type, ()):
+        return f"upfirdn2d: no compiled kernel for {x.dtype} on {x.device.type}"
+    if f.requires_grad:
+        return "upfirdn2d: the compiled kernel gives no gradient w.r.t. the filter"
+    return None
+
+
+def _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain):
+    """Compiled path: argument checks as in the reference, then the autograd Function."""
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    ph, pw = x.shape[2] * upy + py0 + py1, x.shape[3] * upx + px0 + px1
+    if ph < fh or pw < fw:
+        raise ValueError(
+            f"upfirdn2d: padded input {(ph, pw)} is smaller than the filter {(fh, fw)}"
+        )
+    if x.device.type == "cuda":  # the CUDA kernel reads taps in its accumulation type
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        f = f.to(device=x.device, dtype=acc)
+    geom = (upx, upy, downx, downy, px0, px1, py0, py1)
+    return _Upfirdn2dFn.apply(x, f, geom, bool(flip_filter), float(gain), module)
+
+
+class _Upfirdn2dFn(torch.autograd.Function):
+    """upfirdn2d whose backward is upfirdn2d again (up<->down, flipped taps), so gradients of
+    any order come from the same kernel."""
+
+    @staticmethod
+    def forward(ctx, x, f, geom, flip_filter, gain, module):
+        y = module.upfirdn2d(x, f, *geom, flip_filter, gain)
+        ctx.save_for_backward(f)
+        ctx.geom, ctx.flip_filter, ctx.gain, ctx.module = geom, flip_filter, gain, module
+        ctx.in_hw = (x.shape[2], x.shape[3])
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        (f,) = ctx.saved_tensors
+        upx, upy, downx, downy, px0, px1, py0, py1 = ctx.geom
+        (H, W), (Ho, Wo), (fw, fh) = ctx.in_hw, dy.shape[2:], filter_size(f)
+        # The adjoint: upsample dy by `down`, pad so that the flipped filter lines up with the
+        # forward's taps, then keep every `up`-th sample; the far pads make the size exactly H, W.
+        geom = (downx, downy, upx, upy,
+                fw - px0 - 1, W * upx - Wo * downx + px0 - upx + 1,
+                fh - py0 - 1, H * upy - Ho * downy + py0 - upy + 1)
+        dx = _Upfirdn2dFn.apply(dy, f, geom, not ctx.flip_filter, ctx.gain, ctx.module)
+        return dx, None, None, None, None, None
 
 
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):

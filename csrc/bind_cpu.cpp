@@ -1,0 +1,107 @@
+// Python binding of the CPU kernels (module lg_ops_cpu_*): checks, taps, threads, dtypes.
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "bind_common.h"
+
+namespace {
+
+// OpenMP threads for a call doing about `work` multiply-adds: small calls stay on one thread,
+// where waking the pool would cost more than it saves.
+int threads_for(double work) {
+    return work < 65536.0 ? 1 : at::get_num_threads();
+}
+
+// Correlation taps from the filter the way the reference makes them (cast to the data dtype,
+// scale by gain**(ndim/2), flip unless flip_filter). A 2-D filter that is an outer product
+// (StyleGAN2's default [1,3,3,1] x [1,3,3,1]) is factored so the kernel runs separably.
+template <typename T>
+std::vector<T> make_taps(const torch::Tensor& f_in, bool flip, double gain, Upfirdn2dParams& p) {
+    const torch::Tensor f = f_in.to(torch::kCPU, c10::CppTypeToScalarType<T>::value).contiguous();
+    const T* fd = f.data_ptr<T>();
+    const T scale = T(std::pow(gain, f.dim() / 2.0));
+    const int fw = p.f_w, fh = p.f_h;
+    if (f.dim() == 1) {
+        std::vector<T> t(fw + fh);
+        for (int k = 0; k < fw; ++k) t[k] = t[fw + k] = fd[flip ? k : fw - 1 - k] * scale;
+        return t;
+    }
+    std::vector<T> g(static_cast<size_t>(fw) * fh);
+    for (int ky = 0; ky < fh; ++ky)
+        for (int kx = 0; kx < fw; ++kx)
+            g[ky * fw + kx] = fd[(flip ? ky : fh - 1 - ky) * fw + (flip ? kx : fw - 1 - kx)] * scale;
+    // Rank-1 test around the largest tap: g[i][j] == g[i][q] * g[p][j] / g[p][q].
+    size_t piv = 0;
+    for (size_t i = 1; i < g.size(); ++i)
+        if (std::abs(g[i]) > std::abs(g[piv])) piv = i;
+    const double gmax = std::abs(double(g[piv]));
+    if (gmax == 0.0) return g;
+    const int pr = int(piv) / fw, pc = int(piv) % fw;
+    const double tol = 8.0 * std::numeric_limits<T>::epsilon() * gmax;
+    for (int ky = 0; ky < fh; ++ky)
+        for (int kx = 0; kx < fw; ++kx) {
+            const double r = double(g[ky * fw + pc]) * double(g[pr * fw + kx]) / double(g[piv]);
+            if (std::abs(r - double(g[ky * fw + kx])) > tol) return g;
+        }
+    std::vector<T> t(fw + fh);
+    for (int kx = 0; kx < fw; ++kx) t[kx] = T(double(g[pr * fw + kx]) / double(g[piv]));
+    for (int ky = 0; ky < fh; ++ky) t[fw + ky] = g[ky * fw + pc];
+    p.separable = true;
+    return t;
+}
+
+torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx, int downy,
+                        int px0, int px1, int py0, int py1, bool flip_filter, double gain) {
+    TORCH_CHECK(x.device().is_cpu(), "upfirdn2d (cpu kernels): x must be on the CPU");
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "upfirdn2d (cpu kernels): x must be float32 or float64, got ", x.scalar_type());
+    Upfirdn2dParams p = lg::upfirdn2d_params(x, f, upx, upy, downx, downy, px0, px1, py0, py1);
+    x = x.contiguous();
+    auto y = torch::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options());
+    if (y.numel() == 0) return y;
+    const double taps = double(p.f_w) * p.f_h / (double(upx) * upy);
+    p.num_threads = threads_for(double(y.numel()) * taps);
+    if (x.scalar_type() == torch::kFloat) {
+        const auto t = make_taps<float>(f, flip_filter, gain, p);
+        upfirdn2d_cpu<float>(p, x.data_ptr<float>(), t.data(), y.data_ptr<float>());
+    } else {
+        const auto t = make_taps<double>(f, flip_filter, gain, p);
+        upfirdn2d_cpu<double>(p, x.data_ptr<double>(), t.data(), y.data_ptr<double>());
+    }
+    return y;
+}
+
+torch::Tensor bias_act(torch::Tensor x, std::optional<torch::Tensor> b,
+                       std::optional<torch::Tensor> dy, std::optional<torch::Tensor> ddz, int mode,
+                       int64_t dim, int act, double alpha, double gain, double clamp) {
+    TORCH_CHECK(x.device().is_cpu(), "bias_act (cpu kernels): x must be on the CPU");
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "bias_act (cpu kernels): x must be float32 or float64, got ", x.scalar_type());
+    BiasActParams p = lg::bias_act_params(x, b, dy, ddz, mode, dim, act, alpha, gain, clamp);
+    x = x.contiguous();
+    for (auto* t : {&b, &dy, &ddz})
+        if (*t) **t = (*t)->contiguous();
+    auto out = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+    if (x.numel() == 0) return out;
+    p.num_threads = threads_for(4.0 * double(x.numel()));
+    if (x.scalar_type() == torch::kFloat) {
+        bias_act_cpu<float>(p, x.data_ptr<float>(), static_cast<const float*>(lg::ptr_or_null(b)),
+                            static_cast<const float*>(lg::ptr_or_null(dy)),
+                            static_cast<const float*>(lg::ptr_or_null(ddz)), out.data_ptr<float>());
+    } else {
+        bias_act_cpu<double>(p, x.data_ptr<double>(), static_cast<const double*>(lg::ptr_or_null(b)),
+                             static_cast<const double*>(lg::ptr_or_null(dy)),
+                             static_cast<const double*>(lg::ptr_or_null(ddz)), out.data_ptr<double>());
+    }
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.def("upfirdn2d", &upfirdn2d, "upfirdn2d on CPU tensors (see csrc/upfirdn2d.h)");
+    m.def("bias_act", &bias_act, "bias_act on CPU tensors (see csrc/bias_act.h)");
+}

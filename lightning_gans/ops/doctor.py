@@ -1,0 +1,133 @@
+"""`lightning-gans doctor [--build]`: versions, toolchain, kernel cache, and which implementation
+(compiled or reference) each op uses on each device; `--build` builds the kernels now."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import _jit
+from .bias_act import _KERNEL_DTYPES
+
+OPS = ("upfirdn2d", "bias_act")
+
+
+def _first_line(cmd: list[str], containing: str = "") -> str:
+    """First line of a tool's --version output (containing a word, if given), or why none."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unavailable ({e.__class__.__name__})"
+    lines = [ln.strip() for ln in (out.stdout or out.stderr).splitlines() if containing in ln]
+    return lines[0] if lines else "unknown"
+
+
+def toolchain() -> list[tuple[str, str]]:
+    """(name, description) of every tool and setting the kernels depend on."""
+    cxx = os.environ.get("CXX", "c++")
+    cxx_path = shutil.which(cxx)
+    ninja = shutil.which("ninja")
+    home = _jit.cuda_home()
+    nvcc = Path(home) / "bin" / "nvcc" if home else None
+    gpus = []
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        major, minor = torch.cuda.get_device_capability(i)
+        gpus.append(f"{torch.cuda.get_device_name(i)} (sm {major}.{minor})")
+    import lightning_gans
+
+    return [
+        ("lightning_gans", lightning_gans.__version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}), "
+                  f"{torch.get_num_threads()} CPU threads"),
+        ("GPUs", ", ".join(gpus) or "none visible"),
+        ("C++ compiler", f"{cxx_path}: {_first_line([cxx_path, '--version'])}" if cxx_path
+         else f"{cxx!r} not found on PATH"),
+        ("ninja", f"{ninja}: {_first_line([ninja, '--version'])}" if ninja else "not on PATH"),
+        ("nvcc", f"{nvcc}: {_first_line([str(nvcc), '--version'], 'release')}"
+         if nvcc and nvcc.is_file() else "not found"),
+        ("CUDA_HOME", home or "unset"),
+        ("TORCH_CUDA_ARCH_LIST", os.environ.get("TORCH_CUDA_ARCH_LIST") or
+         f"unset (GPUs seen: {_jit.cuda_arch_list() or 'none'})"),
+        ("LG_OPS", os.environ.get("LG_OPS") or "unset (auto)"),
+        ("kernel cache", f"{_jit.cache_root()} (LG_EXTENSIONS_DIR, else LG_CACHE_DIR/ext)"),
+    ]
+
+
+def device_state(device_type: str) -> tuple[str, str]:
+    """(implementation, detail) for one device type, without building anything."""
+    mode = _jit.ops_mode()
+    if mode == "ref":
+        return "reference", "LG_OPS=ref"
+    no_gpu = device_type == "cuda" and not torch.cuda.is_available()
+    try:
+        spec = _jit.spec_for(device_type)
+        if _jit.is_built(spec):
+            where = _jit.build_dir(spec)
+            if no_gpu:
+                return "reference", f"no GPU visible (kernels for sm {spec.arch} cached in {where})"
+            return "compiled", f"cached in {where}"
+        if no_gpu:
+            return "reference", "no GPU visible"
+        _jit.check_toolchain(spec)
+    except _jit.BuildError as e:
+        if no_gpu:
+            return "reference", "no GPU visible"
+        return ("error" if mode == "compiled" else "reference"), str(e)
+    return "compiled", "built on first use (a minute or two), then cached"
+
+
+def build(device_type: str) -> bool:
+    """Build (or load from the cache) one device's kernels now; print and return success."""
+    t0 = time.time()
+    try:
+        spec = _jit.spec_for(device_type)
+        _, built = _jit.build_or_load(spec)
+    except _jit.BuildError as e:
+        print(f"  {device_type}: FAILED: {e}")
+        return False
+    what = "built" if built else "already cached"
+    print(f"  {device_type}: {what} in {time.time() - t0:.1f} s: {_jit.build_dir(spec)}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the report; with --build, build the kernels first. Returns 1 if a build failed."""
+    ap = argparse.ArgumentParser(prog="lightning-gans doctor", description=__doc__)
+    ap.add_argument("--build", action="store_true",
+                    help="build the compiled kernels now (CUDA too when nvcc and a GPU or "
+                         "TORCH_CUDA_ARCH_LIST are present)")
+    args = ap.parse_args(argv)
+    width = max(len(k) for k, _ in toolchain())
+    for key, value in toolchain():
+        print(f"{key:<{width}}  {value}")
+    ok = True
+    if args.build:
+        print("building kernels:")
+        ok = build("cpu")
+        cuda_target = torch.cuda.is_available() or os.environ.get("TORCH_CUDA_ARCH_LIST")
+        if cuda_target and torch.version.cuda:
+            ok = build("cuda") and ok
+        else:
+            print("  cuda: skipped (no GPU visible and TORCH_CUDA_ARCH_LIST unset)")
+    print(f"\n{'device':<8}{'op':<11}{'implementation':<16}detail")
+    for device_type in ("cpu", "cuda"):
+        impl, detail = device_state(device_type)
+        dtypes = ", ".join(str(d).replace("torch.", "") for d in _KERNEL_DTYPES[device_type])
+        if impl == "compiled":
+            detail = f"{detail}; {dtypes} (others use the reference)"
+        for op in OPS:
+            print(f"{device_type:<8}{op:<11}{impl:<16}{detail}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
