@@ -34,8 +34,8 @@ def build(args) -> StyleGAN2Module:
 
 def phases(m: StyleGAN2Module, batch: int):
     """Closures running one phase each with plain torch optimizers (no Trainer in the loop)."""
-    opt_g, opt_d = (torch.optim.Adam(m.G.parameters(), lr=0.002, betas=(0, 0.99)),
-                    torch.optim.Adam(m.D.parameters(), lr=0.002, betas=(0, 0.99)))
+    opt_g, opt_d = (torch.optim.Adam(m.G.parameters(), lr=0.002, betas=(0.0, 0.99)),
+                    torch.optim.Adam(m.D.parameters(), lr=0.002, betas=(0.0, 0.99)))
     real = torch.rand(batch, 3, m.hparams.resolution, m.hparams.resolution) * 2 - 1
     z = lambda: torch.randn(batch, 512)  # noqa: E731
 

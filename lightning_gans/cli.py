@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "project": ("lightning_gans.synthesis.project_cli", "main", "project a photo into W/W+; writes an .npz latent"),
     "provenance": ("lightning_gans.synthesis.provenance_cli", "main", "print the provenance metadata of outputs"),
     "doctor": ("lightning_gans.ops.doctor", "main", "versions, compilers, which kernel each op uses (--build)"),
+    "convert": ("lightning_gans.interop.convert", "main",
+                "import official StyleGAN2-ADA / rosinality / StarGAN v2 checkpoints, or export ours"),
     "fid": ("lightning_gans.metrics.cli", "main", "FID (and KID) between two image folders or shard sets"),
 }
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..augment import AdaController, AugmentPipe, freeze_discriminator
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
 from ..models.stylegan2 import Discriminator, Generator, check_resolution
 from .base import GANModule
@@ -55,6 +56,12 @@ class StyleGAN2Module(GANModule):
         style_mixing_prob: float = 0.9,
         ema_kimg: float = 10.0,  # G_ema half-life in thousands of images
         ema_rampup: float | None = None,  # cap the half-life at nimg * ema_rampup early on
+        ada_target: float | None = None,  # ADA: E[sign(D(real))] to steer p to (0.6); None = fixed p
+        ada_p: float = 0.0,  # initial augmentation probability
+        ada_interval: int = 4,  # iterations between p adjustments
+        ada_kimg: float = 500,  # kimg for p to move by 1 (100 when fine-tuning)
+        augment_kwargs: dict | None = None,  # AugmentPipe multipliers/strengths (default: bgc)
+        freeze_d: int = 0,  # freeze-D: number of D layers frozen, from the highest resolution
         name: str = "stylegan2",  # the config this came from (logged, stored in checkpoints)
     ):
         super().__init__()
@@ -73,12 +80,16 @@ class StyleGAN2Module(GANModule):
         )
         self.G = Generator(**self.G_kwargs)
         self.D = Discriminator(**self.D_kwargs)
+        self.frozen_d = freeze_discriminator(self.D, freeze_d)
+        use_aug = ada_target is not None or ada_p > 0
+        self.augment_pipe = AugmentPipe(**(augment_kwargs or {}), p=ada_p) if use_aug else None
+        self.ada = AdaController(ada_target, ada_interval, ada_kimg) if ada_target is not None else None
         self.G_ema = copy.deepcopy(self.G).eval()
         set_requires_grad(self.G_ema, False)
         self.register_buffer("pl_mean", torch.zeros([]))
         self.register_buffer("nimg", torch.zeros([], dtype=torch.int64))
         self.loss = StyleGAN2Loss(
-            self.G, self.D, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
+            self.G, self.D, augment=self.augment_pipe, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
             pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
         )
         self._last_time: float | None = None
@@ -134,6 +145,8 @@ class StyleGAN2Module(GANModule):
         loss, s = self.loss.d_main(real, c, z(), gen_c)
         self.optimizer_step_(opt_d, self.D, loss, counted=True)
         stats.update(s)
+        if self.ada is not None:
+            self.ada.accumulate(s["signs/real"])
         if h.r1_gamma > 0 and it % h.r1_interval == 0:
             loss, s = self.loss.d_r1(real, c, gain=h.r1_interval)
             self.optimizer_step_(opt_d, self.D, loss, counted=False)
@@ -145,6 +158,10 @@ class StyleGAN2Module(GANModule):
         average_tensor_(self.pl_mean)
         ema_update(self.G_ema, self.G, ema_beta(global_batch, int(self.nimg), h.ema_kimg, h.ema_rampup))
         self.nimg += global_batch
+        if self.ada is not None:
+            self.ada.update(self.augment_pipe.p, it, global_batch, reduce=average_tensor_)
+        if self.augment_pipe is not None:
+            stats["ada/p"] = self.augment_pipe.p.detach().clone()
         self._log_step(stats, batch, n, global_batch, it)
 
     def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int, it: int) -> None:
