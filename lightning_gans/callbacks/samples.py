@@ -40,6 +40,8 @@ class SampleGrid(pl.Callback):
     @torch.no_grad()
     def render(self, pl_module: pl.LightningModule) -> torch.Tensor:
         G = pl_module.G_ema
+        # progressive models render at their current resolution and fade-in alpha
+        extra = pl_module.synthesis_kwargs() if hasattr(pl_module, "synthesis_kwargs") else {}
         z_all = seeds_to_z(self.seeds, G.z_dim).to(pl_module.device)
         imgs = []
         for i in range(0, len(self.seeds), self.batch_size):
@@ -48,7 +50,7 @@ class SampleGrid(pl.Callback):
             if G.c_dim > 0:  # cycle through the classes so every class shows up
                 idx = torch.arange(i, i + z.shape[0], device=z.device) % G.c_dim
                 c = torch.nn.functional.one_hot(idx, G.c_dim).float()
-            imgs.append(G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode).cpu())
+            imgs.append(G(z, c, truncation_psi=self.truncation_psi, noise_mode=self.noise_mode, **extra).cpu())
         return torch.cat(imgs)
 
     def _emit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
