@@ -75,11 +75,12 @@ class Generator(nn.Module):
         style_dim: int = 64,      # style code size
         max_conv_dim: int = 512,  # channel cap; widths double per level from 2**14 // img_size
         w_hpf: float = 1,         # high-pass skip strength; 0 disables the skips (and the masks)
+        dim_in: int | None = None,  # channels after from_rgb; None = 2**14 // img_size (published)
     ) -> None:
         super().__init__()
         if w_hpf < 0:
             raise ValueError(f"w_hpf must be >= 0, got {w_hpf}")
-        dim_in = _base_width(img_size)
+        dim_in = dim_in or _base_width(img_size)
         self.img_size = img_size
         self.style_dim = style_dim
         self.max_conv_dim = max_conv_dim
@@ -208,8 +209,8 @@ class _ConvTrunk(nn.Sequential):
     """Shared trunk of E and D: conv, log2(R)-2 downsampling ResBlks to 4 px, lrelu, 4x4 conv
     to 1 px, lrelu. Indices match the official `shared` / `main` Sequentials."""
 
-    def __init__(self, img_size: int, max_conv_dim: int) -> None:
-        dim_in = _base_width(img_size)
+    def __init__(self, img_size: int, max_conv_dim: int, dim_in: int | None = None) -> None:
+        dim_in = dim_in or _base_width(img_size)
         blocks: list[nn.Module] = [nn.Conv2d(3, dim_in, 3, 1, 1)]
         dim_out = dim_in
         for _ in range(img_size.bit_length() - 1 - 2):
@@ -237,12 +238,13 @@ class StyleEncoder(nn.Module):
         style_dim: int = 64,      # style code size
         num_domains: int = 2,     # one output head each
         max_conv_dim: int = 512,  # channel cap
+        dim_in: int | None = None,  # channels of the first conv; None = 2**14 // img_size (published)
     ) -> None:
         super().__init__()
         self.img_size = img_size
         self.style_dim = style_dim
         self.num_domains = num_domains
-        self.shared = _ConvTrunk(img_size, max_conv_dim)
+        self.shared = _ConvTrunk(img_size, max_conv_dim, dim_in)
         dim = self.shared.out_dim
         self.unshared = nn.ModuleList(nn.Linear(dim, style_dim) for _ in range(num_domains))
 
@@ -265,11 +267,12 @@ class Discriminator(nn.Module):
         img_size: int = 256,      # input resolution R
         num_domains: int = 2,     # one logit each
         max_conv_dim: int = 512,  # channel cap
+        dim_in: int | None = None,  # channels of the first conv; None = 2**14 // img_size (published)
     ) -> None:
         super().__init__()
         self.img_size = img_size
         self.num_domains = num_domains
-        self.main = _ConvTrunk(img_size, max_conv_dim)
+        self.main = _ConvTrunk(img_size, max_conv_dim, dim_in)
         self.main.append(nn.Conv2d(self.main.out_dim, num_domains, 1, 1, 0))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -298,6 +301,7 @@ def build_networks(
     num_domains: int = 2,
     w_hpf: float = 1,
     max_conv_dim: int = 512,
+    dim_in: int | None = None,
     *,
     he_init: bool = True,
 ) -> dict[str, nn.Module]:
@@ -307,10 +311,10 @@ def build_networks(
     its EMA copies *before* that init, so its EMA nets start from PyTorch's default init.
     """
     nets: dict[str, nn.Module] = {
-        "generator": Generator(img_size, style_dim, max_conv_dim, w_hpf),
+        "generator": Generator(img_size, style_dim, max_conv_dim, w_hpf, dim_in),
         "mapping_network": MappingNetwork(latent_dim, style_dim, num_domains),
-        "style_encoder": StyleEncoder(img_size, style_dim, num_domains, max_conv_dim),
-        "discriminator": Discriminator(img_size, num_domains, max_conv_dim),
+        "style_encoder": StyleEncoder(img_size, style_dim, num_domains, max_conv_dim, dim_in),
+        "discriminator": Discriminator(img_size, num_domains, max_conv_dim, dim_in),
     }
     if he_init:
         for net in nets.values():

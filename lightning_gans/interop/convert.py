@@ -1,0 +1,339 @@
+"""Official StyleGAN2-ADA / rosinality / StarGAN v2 checkpoints to ours and back (`lightning-gans convert`).
+
+Formats, found from the file itself:
+  sg2ada-pickle      network-snapshot-*.pkl (read by interop.safe_pickle; nothing in it runs)
+  sg2ada-state-dict  official-named state dicts: {'G','D','G_ema'} .pt, a flat .npz, or a folder of G/D/G_ema.npz
+  rosinality         rosinality/stylegan2-pytorch .pt ({'g','d','g_ema','args'} or {'g_ema','latent_avg'})
+  stargan_v2         clovaai/stargan-v2 {step}_nets.ckpt / {step}_nets_ema.ckpt (the sibling file is read too)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import atomic_save
+from ..errors import CheckpointError
+from . import rosinality as rosi
+from . import sg2ada
+from . import stargan_v2 as sgv2
+from .safe_pickle import PersistentRecord, load_network_pickle
+
+KINDS = ("stylegan2", "stargan_v2")
+
+
+@dataclass
+class Imported:
+    """Networks read from an official checkpoint, with the hyper-parameters of the matching module."""
+
+    format: str
+    kind: str
+    source: str
+    networks: dict[str, nn.Module]
+    hyper_parameters: dict
+    notes: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)  # the networks in the file, by its own names
+
+    def describe(self) -> str:
+        res = self.hyper_parameters["resolution"]
+        return f"a {self.format} {self.kind} checkpoint ({res} px; {', '.join(self.contents or self.networks)})"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.glob("*.npz")) if path.is_dir() else [path]:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _torch_load(path: Path) -> Any:
+    with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality's train.py stores its args
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(f"{path} holds objects a weights-only load refuses ({str(e).splitlines()[0]}); "
+                                  "network-snapshot pickles must end in .pkl") from None
+        except (RuntimeError, EOFError, OSError) as e:
+            raise CheckpointError(f"{path} is unreadable or truncated ({e})") from None
+
+
+def _npz(path: Path) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in np.load(path, allow_pickle=False).items()}
+
+
+def _is_sg2ada_g(sd: Any) -> bool:
+    return isinstance(sd, dict) and "synthesis.b4.const" in sd
+
+
+def _is_sg2ada_d(sd: Any) -> bool:
+    return isinstance(sd, dict) and "b4.conv.weight" in sd and "final_conv.0.weight" not in sd
+
+
+def read(path: str | os.PathLike) -> tuple[str, str, Any]:
+    """(format, kind, payload) of a checkpoint, without building networks."""
+    path = Path(path)
+    if path.is_dir():
+        sds = {n: _npz(path / f"{n}.npz") for n in ("G", "G_ema", "D") if (path / f"{n}.npz").is_file()}
+        if not sds:
+            raise CheckpointError(f"{path} is a folder without G.npz / G_ema.npz / D.npz")
+        return "sg2ada-state-dict", "stylegan2", sds
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
+    if path.suffix == ".pkl":
+        return "sg2ada-pickle", "stylegan2", load_network_pickle(path)
+    if path.suffix == ".npz":
+        sd = _npz(path)
+        if _is_sg2ada_g(sd):
+            return "sg2ada-state-dict", "stylegan2", {"G_ema": sd}
+        if _is_sg2ada_d(sd):
+            return "sg2ada-state-dict", "stylegan2", {"D": sd}
+        raise CheckpointError(f"{path} holds no StyleGAN2-ADA state dict (no synthesis.b4.const / b4.conv.weight)")
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+    if "state_dict" in obj and "model_config" in obj:
+        return "lightning_gans", obj["model_config"].get("kind", "?"), obj
+    if rosi.is_generator(obj.get("g_ema")) or rosi.is_generator(obj.get("g")):
+        return "rosinality", "stylegan2", obj
+    if sgv2.is_stargan_v2(obj):
+        return "stargan_v2", "stargan_v2", obj
+    if _is_sg2ada_g(obj):
+        return "sg2ada-state-dict", "stylegan2", {"G_ema": obj}
+    if any(_is_sg2ada_g(obj.get(n)) for n in ("G", "G_ema")):
+        sds = {n: obj[n] for n in ("G", "G_ema", "D") if isinstance(obj.get(n), dict)}
+        return "sg2ada-state-dict", "stylegan2", sds
+    raise CheckpointError(f"{path}: not a checkpoint format this project knows (keys {sorted(obj)[:6]}); expected "
+                          "a StyleGAN2-ADA pickle/state dict, a rosinality .pt, a StarGAN v2 .ckpt or ours")
+
+
+def _check_request(path: Path, fmt: str, kind: str, what: str, kind_wanted: str | None) -> None:
+    if kind_wanted is not None and kind_wanted != kind:
+        raise CheckpointError(f"{path} is {what} ({fmt}); asked for a {kind_wanted} model")
+
+
+def _sg2ada(path: Path, fmt: str, payload: dict, conv_clamp: float | None = 256,
+            mbstd_group_size: int = 4) -> tuple[Imported, dict, dict | None]:
+    notes = []
+    if fmt == "sg2ada-pickle":
+        recs = {n: payload.get(n) for n in ("G", "G_ema", "D")}
+        for n, rec in recs.items():
+            want = "Discriminator" if n == "D" else "Generator"
+            if rec is not None and (not isinstance(rec, PersistentRecord) or rec.class_name != want):
+                raise CheckpointError(f"{path}: entry {n} is {rec!r}, expected a recorded {want}")
+        g_rec = recs["G_ema"] or recs["G"]
+        if g_rec is None:
+            raise CheckpointError(f"{path}: the pickle has no G or G_ema")
+        if "input" in g_rec.children().get("synthesis", PersistentRecord("?", {})).children():
+            raise CheckpointError(f"{path} is a StyleGAN3 (alias-free) generator; "
+                                  "only StyleGAN2 networks are implemented")
+        hp = sg2ada.hparams_from_official(sg2ada.recorded_kwargs(g_rec, sg2ada.G_POSITIONAL),
+                                          sg2ada.recorded_kwargs(recs["D"], sg2ada.D_POSITIONAL) if recs["D"] else None)
+        g_sds = {n: recs[n].state_dict() for n in ("G", "G_ema") if recs[n] is not None}
+        d_sd = recs["D"].state_dict() if recs["D"] else None
+        pipe = payload.get("augment_pipe")
+        if isinstance(pipe, PersistentRecord) and "p" in (pipe.state.get("_buffers") or {}):
+            notes.append(f"augment_p={float(pipe.state['_buffers']['p']):.6g}")
+    else:
+        g_sds = {n: payload[n] for n in ("G", "G_ema") if n in payload}
+        d_sd = payload.get("D")
+        if not g_sds:
+            raise CheckpointError(f"{path} holds only a discriminator; a generator (G or G_ema) is needed")
+        hp = sg2ada.hparams_from_state_dicts(next(iter(g_sds.values())), d_sd, conv_clamp, mbstd_group_size)
+        notes.append(f"conv_clamp={hp['conv_clamp']} and mbstd_group_size={hp['mbstd_group_size']} are not "
+                     "stored in state dicts; official defaults used")
+    hp["name"] = "sg2ada-import"
+    contents = [n for n in ("G", "D", "G_ema") if n in g_sds or (n == "D" and d_sd is not None)]
+    return Imported(fmt, "stylegan2", str(path), {}, hp, notes, contents), g_sds, d_sd
+
+
+def load_official(path: str | os.PathLike, kind: str | None = None, resolution: int | None = None,
+                  mean_latent: torch.Tensor | None = None, conv_clamp: float | None = 256,
+                  mbstd_group_size: int = 4) -> Imported:
+    """Read an official checkpoint into our networks, checking it is the `kind`/`resolution` asked for.
+
+    Networks are named as the training modules name them: StyleGAN2 G, G_ema, D (a missing D is
+    freshly initialized, a missing G copies G_ema); StarGAN v2 G, F, E, D, G_ema, F_ema, E_ema.
+    mean_latent (rosinality only) becomes w_avg; otherwise latent_avg or a seeded 4096-z mean.
+    conv_clamp and mbstd_group_size apply to bare sg2ada state dicts only (pickles record them).
+    """
+    path = Path(path)
+    fmt, kind_found, payload = read(path)
+    _check_request(path, fmt, kind_found, f"a {kind_found} checkpoint", kind)
+    if fmt == "lightning_gans":
+        raise CheckpointError(f"{path} is already a lightning_gans checkpoint; nothing to convert")
+    if fmt == "stargan_v2":
+        return _stargan(path, payload, resolution)
+    if fmt == "rosinality":
+        imp, g_sds, d_sd = _rosinality(path, payload)
+    else:
+        imp, g_sds, d_sd = _sg2ada(path, fmt, payload, conv_clamp, mbstd_group_size)
+    if resolution is not None and imp.hyper_parameters["resolution"] != resolution:
+        raise CheckpointError(f"{path} is {imp.describe()}; asked for resolution {resolution}")
+    hp = imp.hyper_parameters
+    if fmt == "rosinality":
+        G_kwargs, D_kwargs = sg2ada.module_kwargs(hp)
+        own_g = sg2ada.Generator(**G_kwargs).state_dict()
+        g_sds = {n: rosi.g_to_ours(sd, own_g, f"{path} {r}") for n, (r, sd) in g_sds.items()}
+        if d_sd is not None:
+            d_sd = rosi.d_to_ours(d_sd, sg2ada.Discriminator(**D_kwargs).state_dict(), hp["resolution"], f"{path} d")
+    imp.networks = sg2ada.build_networks(hp, g_sds, d_sd)
+    if d_sd is None:
+        imp.notes.append("no discriminator in the file: D is freshly initialized (seed 0)")
+    if fmt == "rosinality":
+        latent = mean_latent if mean_latent is not None else payload.get("latent_avg")
+        for n in ("G", "G_ema"):
+            mapping = imp.networks[n].mapping
+            w = latent if latent is not None else rosi.mean_latent(mapping)
+            mapping.w_avg.copy_(torch.as_tensor(w).reshape(-1))
+        if latent is None:
+            imp.notes.append("w_avg = mean of 4096 seeded mapped z (the file stores no latent average)")
+    return imp
+
+
+def _rosinality(path: Path, obj: dict) -> tuple[Imported, dict, dict | None]:
+    g_sds = {n: (r, obj[r]) for n, r in (("G", "g"), ("G_ema", "g_ema")) if isinstance(obj.get(r), dict)}
+    hp = rosi.hparams(next(iter(g_sds.values()))[1], obj.get("d"), name="rosinality-import")
+    notes = [f"ada_aug_p={float(obj['ada_aug_p']):.6g}"] if "ada_aug_p" in obj else []
+    contents = [k for k in obj if k in ("g", "d", "g_ema")]
+    return Imported("rosinality", "stylegan2", str(path), {}, hp, notes, contents), g_sds, obj.get("d")
+
+
+def _stargan(path: Path, obj: dict, resolution: int | None) -> Imported:
+    files = {"nets": path}
+    m = re.fullmatch(r"(.*)_nets(_ema)?\.ckpt", path.name)
+    if m:  # CheckpointIO writes the two files side by side; read both
+        files = {tag: path.with_name(f"{m.group(1)}_{tag}.ckpt") for tag in ("nets", "nets_ema")}
+    loaded: dict[str, dict[str, nn.Module]] = {"nets": {}, "nets_ema": {}}
+    kw = None
+    for tag, p in files.items():
+        if p.is_file():
+            loaded[tag], kw = sgv2.load_nets(obj if p == path else _torch_load(p), str(p), kw)
+    hp = sgv2.module_hparams(kw)
+    contents = [f"{n}_ema" if tag == "nets_ema" else n for tag, nets in loaded.items() for n in nets]
+    imp = Imported("stargan_v2", "stargan_v2", str(path), {}, hp, [], contents)
+    if resolution is not None and hp["resolution"] != resolution:
+        raise CheckpointError(f"{path} is {imp.describe()}; asked for resolution {resolution}")
+    imp.networks, imp.notes = sgv2.module_networks(loaded["nets"], loaded["nets_ema"], kw)
+    return imp
+
+
+def to_checkpoint(imp: Imported) -> dict:
+    """Our checkpoint dict (safe_load-able): state_dict, hyper_parameters, model_config, converted_from."""
+    hp = imp.hyper_parameters
+    sd: dict[str, torch.Tensor] = {}
+    if imp.kind == "stylegan2":
+        for n in ("G", "D", "G_ema"):
+            sd.update({f"{n}.{k}": v.detach().clone() for k, v in imp.networks[n].state_dict().items()})
+        sd["pl_mean"] = torch.zeros([])
+        sd["nimg"] = torch.zeros([], dtype=torch.int64)
+        G_kwargs, D_kwargs = sg2ada.module_kwargs(hp)
+        config = {"kind": "stylegan2", "name": hp["name"], "G_kwargs": G_kwargs, "D_kwargs": D_kwargs}
+    else:
+        for n, net in imp.networks.items():
+            sd.update({f"{n}.{k}": v.detach().clone() for k, v in net.state_dict().items()})
+        config = {"kind": "stargan_v2", "name": hp["name"], "net_kwargs": sgv2.net_kwargs(hp)}
+    src = Path(imp.source)
+    return {"state_dict": sd, "hyper_parameters": dict(hp), "model_config": config,
+            "converted_from": {"format": imp.format, "path": str(src), "sha256": _sha256(src),
+                               "notes": list(imp.notes)}}
+
+
+def load_any(path: str | os.PathLike, kind: str | None = None, resolution: int | None = None) -> dict:
+    """Our checkpoint dict from ours or any official format (what `init_from=` needs)."""
+    fmt, kind_found, payload = read(path)
+    if fmt != "lightning_gans":
+        return to_checkpoint(load_official(path, kind=kind, resolution=resolution))
+    _check_request(Path(path), fmt, kind_found, f"a lightning_gans {kind_found} checkpoint", kind)
+    res = payload.get("hyper_parameters", {}).get("resolution")
+    if resolution is not None and res != resolution:
+        raise CheckpointError(f"{path} is a lightning_gans {kind_found} checkpoint at {res} px; "
+                              f"asked for resolution {resolution}")
+    return payload
+
+
+def _sub(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def export_official(ckpt: dict, out: str | os.PathLike, flavor: str = "sg2ada") -> list[Path]:
+    """Write our checkpoint's networks under official names; returns the files written.
+
+    stylegan2 + sg2ada: OUT.pt = {'G','D','G_ema'} state dicts, or a folder of G/D/G_ema.npz.
+    stylegan2 + rosinality: OUT.pt = {'g','d','g_ema','latent_avg'}. stargan_v2: a folder with
+    000000_nets.ckpt / 000000_nets_ema.ckpt as CheckpointIO writes them.
+    """
+    out = Path(out)
+    kind = ckpt["model_config"]["kind"]
+    sd = ckpt["state_dict"]
+    if kind == "stargan_v2":
+        files = sgv2.official_from_module(sd)
+        return [atomic_save(nets, out / f"000000_{tag}.ckpt") for tag, nets in files.items() if nets]
+    if kind != "stylegan2":
+        raise CheckpointError(f"cannot export a {kind} checkpoint to an official format")
+    nets = {n: _sub(sd, f"{n}.") for n in ("G", "D", "G_ema")}
+    hp = ckpt["hyper_parameters"]
+    if flavor == "rosinality":
+        if hp.get("c_dim", 0):
+            raise CheckpointError("rosinality's StyleGAN2 has no class conditioning; this model has c_dim > 0")
+        R, n_mlp = hp["resolution"], hp["mapping_layers"]
+        obj = {"g": rosi.g_from_ours(nets["G"], n_mlp, R), "d": rosi.d_from_ours(nets["D"], R),
+               "g_ema": rosi.g_from_ours(nets["G_ema"], n_mlp, R), "latent_avg": nets["G_ema"]["mapping.w_avg"].clone()}
+        return [atomic_save(obj, out)]
+    if flavor != "sg2ada":
+        raise CheckpointError(f"unknown official flavor {flavor!r}; use sg2ada or rosinality")
+    mods = {n: _Holder(v) for n, v in nets.items()}
+    sds = sg2ada.export_state_dicts(mods)
+    if out.suffix in (".pt", ".pth"):
+        return [atomic_save(sds, out)]
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for n, s in sds.items():
+        np.savez_compressed(out / f"{n}.npz", **{k: v.numpy() for k, v in s.items()})
+        written.append(out / f"{n}.npz")
+    return written
+
+
+class _Holder:
+    """A state dict that answers state_dict() (what export_state_dicts reads)."""
+
+    def __init__(self, sd: dict):
+        self._sd = sd
+
+    def state_dict(self) -> dict:
+        return self._sd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`lightning-gans convert SRC OUT [--to official-state-dict] [--kind ...] [--resolution R]`."""
+    ap = argparse.ArgumentParser(prog="lightning-gans convert", description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="official checkpoint (or ours, with --to official-state-dict)")
+    ap.add_argument("out", help="output: our checkpoint (.ckpt), or the official file/folder")
+    ap.add_argument("--to", choices=("ours", "official-state-dict"), default="ours")
+    ap.add_argument("--kind", choices=KINDS, help="refuse unless SRC is this kind of model")
+    ap.add_argument("--resolution", type=int, help="refuse unless SRC has this resolution")
+    ap.add_argument("--flavor", choices=("sg2ada", "rosinality"), default="sg2ada",
+                    help="naming of the exported StyleGAN2 state dicts")
+    args = ap.parse_args(argv)
+    if args.to == "ours":
+        imp = load_official(args.src, kind=args.kind, resolution=args.resolution)
+        path = atomic_save(to_checkpoint(imp), args.out)
+        print(f"converted {imp.describe()} -> {path}")
+        for note in imp.notes:
+            print(f"  note: {note}")
+        return 0
+    ckpt = load_any(args.src, kind=args.kind, resolution=args.resolution)
+    for p in export_official(ckpt, args.out, args.flavor):
+        print(f"wrote {p}")
+    return 0
