@@ -4,13 +4,13 @@ high-pass skip path, and parity with official clovaai/stargan-v2 checkpoints."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from parity_utils import parity_dir
 
 from lightning_gans.models.stargan_v2 import (
     NETWORK_NAMES,
@@ -22,12 +22,9 @@ from lightning_gans.models.stargan_v2 import (
 )
 from lightning_gans.models.stargan_v2_blocks import AdainResBlk, HighPass
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def _parity_dir() -> Path:
-    root = os.environ.get("LG_PARITY_DIR") or REPO_ROOT.parent / "shared" / "parity"
-    return Path(root) / "stargan_v2"
+    return (parity_dir() or Path("../shared/parity (not found)")) / "stargan_v2"
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import parity_dir
+from parity_utils import parity_dir
 
 from lightning_gans.models.stylegan2 import Discriminator, Generator
 from lightning_gans.nn import MinibatchStdLayer, modulated_conv2d
