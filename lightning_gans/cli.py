@@ -12,6 +12,7 @@ import sys
 # name -> (module, function, one-line help); modules import lazily so `--help` stays fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("lightning_gans.cli", "_train", "train a GAN (Hydra: key=value overrides, -m sweeps)"),
+    "finetune": ("lightning_gans.finetune", "main", "prepare a folder of face photos and fine-tune a pretrained model"),
     "summary": ("lightning_gans.summary", "main", "build a model config's networks and count parameters"),
     "shards": ("lightning_gans.data.shards", "main", "write a folder/zip/tar of images into webdataset shards"),
     "prepare-faces": ("lightning_gans.data.faces.prepare", "main",

@@ -1,4 +1,5 @@
-"""Where the Hydra configs live, and the resolvers they use (auto hyperparameters, demo data)."""
+"""Where the Hydra configs live, and the resolvers they use (auto hyperparameters, demo data,
+the run dir of a Slurm job)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,40 @@ def _lg_demo_data(resolution, count) -> str:
     return str(ensure_demo_data(resolution=int(resolution), count=int(count)))
 
 
+def slurm_job_key() -> str | None:
+    """`<job id>`, or `<array job id>_<task id>` for an array task, of the Slurm batch job this
+    process runs in; None outside Slurm and in interactive allocations.
+
+    The same for every srun task of the job and for the job again after a requeue (Slurm keeps
+    the id), which is what lets them share one run dir. Job names "bash" and "interactive" mark
+    an interactive shell, as in Lightning's SLURMEnvironment: there one allocation runs many
+    unrelated commands, so each keeps its own time-stamped dir.
+    """
+    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    array_job, array_task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and array_task:
+        return f"{array_job}_{array_task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
+def _lg_run_dir(slurm_root: str, local_dir: str) -> str:
+    """hydra.run.dir: `<slurm_root>/<job key>` inside a Slurm job, else `local_dir`."""
+    key = slurm_job_key()
+    return f"{slurm_root}/{key}" if key else str(local_dir)
+
+
+def _lg_restart_version() -> str:
+    """CSV logger version: "" for a first start, "restart<N>" after the N-th Slurm requeue, so a
+    requeued job (same run dir) does not overwrite the metrics.csv of its earlier starts."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0") or "0"
+    return "" if count == "0" else f"restart{count}"
+
+
 def register_resolvers() -> None:
     """Idempotent: Hydra apps and tests may call it more than once."""
-    for name, fn in {"lg_auto": _lg_auto, "lg_demo_data": _lg_demo_data}.items():
+    resolvers = {"lg_auto": _lg_auto, "lg_demo_data": _lg_demo_data, "lg_run_dir": _lg_run_dir,
+                 "lg_restart_version": _lg_restart_version}
+    for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -19,8 +19,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_gans.callbacks.requeue import SyncedRequeue
 from lightning_gans.checkpoint import safe_load
-from lightning_gans.config import config_dir, register_resolvers
+from lightning_gans.config import config_dir, register_resolvers, slurm_job_key
 from lightning_gans.errors import find_user_error
 
 register_resolvers()
@@ -28,7 +29,7 @@ register_resolvers()
 
 def _loggers(cfg: DictConfig, wandb_id: str | None) -> list:
     loggers = []
-    for name, lcfg in (cfg.get("logger") or {}).items():
+    for lcfg in (cfg.get("logger") or {}).values():
         if lcfg is None:
             continue
         extra = {}
@@ -47,6 +48,25 @@ def _with_data_labels(cfg: DictConfig, datamodule) -> dict:
     return {}
 
 
+def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """The checkpoint this run continues from.
+
+    A Slurm job that starts again (SLURM_RESTART_COUNT > 0: requeued by Lightning on SIGUSR1,
+    after a node failure, by an admin) continues from the newest checkpoint its earlier starts
+    left in its run dir: Lightning's hpc_ckpt_<N>.ckpt, or a periodic one when that is newer or
+    there is no hpc checkpoint. Otherwise cfg.ckpt_path, which is where the job first started.
+    Lightning alone would pick an hpc checkpoint only without a ckpt_path (a job started with
+    ckpt_path=X would start over from X), even when older than the periodic ones, and never a
+    periodic one; and the W&B run id in the checkpoint is needed before the loggers exist.
+    """
+    if slurm_job_key() is not None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0:
+        # Written atomically (checkpoint_io.py): every *.ckpt is whole; mtime = when it was saved.
+        ckpts = [p for p in run_dir.rglob("*.ckpt") if p.is_file()]
+        if ckpts:
+            return str(max(ckpts, key=lambda p: p.stat().st_mtime))
+    return cfg.get("ckpt_path")
+
+
 def fit(cfg: DictConfig, extra_callbacks: list | None = None) -> dict:
     """Run one training job; returns where its outputs are (run_dir, checkpoint, samples, ...)."""
     if cfg.get("threads"):
@@ -55,16 +75,21 @@ def fit(cfg: DictConfig, extra_callbacks: list | None = None) -> dict:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = _resume_path(cfg, run_dir)
     wandb_id = None
     if ckpt_path:
         wandb_id = safe_load(ckpt_path).get("wandb_run_id")  # also validates the file early
 
     datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all", **_with_data_labels(cfg, datamodule))
+    if cfg.get("init_from") and not ckpt_path:  # a resumed run already has its own weights
+        from lightning_gans.modules.init_from import load_initial_weights
+
+        load_initial_weights(model, cfg.init_from)
     loggers = _loggers(cfg, wandb_id)
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += extra_callbacks or []
+    callbacks.append(SyncedRequeue())  # Slurm's SIGUSR1 -> hpc checkpoint + requeue, at a step boundary
 
     from lightning_gans.modules.checkpoint_io import AtomicCheckpointIO
 
@@ -89,7 +114,8 @@ def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) 
         if getattr(cb, "last_path", None):
             out["samples"] = str(cb.last_path)
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
+        # Only rank 0 has a W&B run; the other DDP ranks hold a dummy whose `.dir` is a method.
+        if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
             out["wandb_dir"] = str(Path(logger.experiment.dir).parent)
             logger.experiment.finish()  # so a next run in this process (sweeps, tests) starts its own
     if trainer.is_global_zero:
@@ -102,16 +128,17 @@ def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) 
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def train_app(cfg: DictConfig) -> float | None:
+def train_app(cfg: DictConfig) -> dict:
+    # The report is each job's return value, which a multirun's launcher collects (the result of
+    # a submitit job on Slurm).
     try:
-        fit(cfg)
+        return fit(cfg)
     except Exception as e:  # a user error deep inside instantiate arrives wrapped
         user_error = find_user_error(e)
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
-    return None
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ checkpointed and resumed; frozen D layers never change."""
 import numpy as np
 import pytest
 import torch
+from train_utils import read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
-from train_utils import read_metrics, series, train
 
 ADA = ["experiment=demo", "logger=csv", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
        "callbacks.samples.every_n_steps=0", "callbacks.checkpoint.every_n_train_steps=8",

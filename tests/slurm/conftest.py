@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,9 @@ class SlurmCluster:
         self.submitted: list[str] = []
 
     # ---- submit ---------------------------------------------------------------------------
-    def sbatch(self, script: str, *options: str, name: str = "lgtest") -> str:
-        """Submit the batch script text `script` with extra sbatch `options`; return the job id.
+    def sbatch(self, script: str, *options: str, name: str = "lgtest", args: Sequence[str] = ()) -> str:
+        """Submit the batch script text `script` with extra sbatch `options` (and `args` for the
+        script itself); return the job id.
 
         The job runs in `workdir` and writes its stdout+stderr to `workdir/<name>-<jobid>.out`
         (an --output among `options` overrides that).
@@ -124,7 +126,7 @@ class SlurmCluster:
         path.write_text(script)
         cmd = [
             "sbatch", "--parsable", f"--job-name={name}", f"--chdir={self.workdir}",
-            f"--output={self.workdir}/{name}-%j.out", *options, str(path),
+            f"--output={self.workdir}/{name}-%j.out", *options, str(path), *args,
         ]
         r = _run(cmd, check=False)
         if r.returncode != 0:
@@ -133,12 +135,13 @@ class SlurmCluster:
         self.submitted.append(job_id)
         return job_id
 
-    def run(self, script: str, *options: str, name: str = "lgtest", timeout: float = 60) -> dict:
+    def run(self, script: str, *options: str, name: str = "lgtest", args: Sequence[str] = (),
+            timeout: float = 60) -> dict:
         """Submit and wait until the job ends; return its fields (JobState, ExitCode, ...).
 
         Not `sbatch --wait`: that polls after 2, 10, 42, 74 s..., so a 1 s job takes 10 s.
         """
-        return self.wait_done(self.sbatch(script, *options, name=name), timeout=timeout)
+        return self.wait_done(self.sbatch(script, *options, name=name, args=args), timeout=timeout)
 
     # ---- read -----------------------------------------------------------------------------
     def job(self, job_id: str) -> dict[str, str]:
@@ -240,6 +243,18 @@ class SlurmCluster:
             f"job {job_id} did not write {path} ({min_lines}+ lines) within {timeout} s\n"
             + self.diagnose(job_id))
 
+    def wait_path(self, path: Path, job_id: str, timeout: float) -> None:
+        """Poll until `path` exists (a checkpoint: binary, written by an atomic rename). Fails
+        early if the job ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return
+            if self.job(job_id).get("JobState") in TERMINAL_STATES:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not write {path} within {timeout} s\n" + self.diagnose(job_id))
+
     def scancel(self, job_id: str, *options: str) -> None:
         r = _run(["scancel", *options, job_id], check=False)
         if r.returncode != 0:
@@ -257,3 +272,65 @@ def slurm(tmp_path):
     cluster = SlurmCluster(tmp_path)
     yield cluster
     cluster.cancel_all()
+
+
+# ---- training jobs (test_train_*.py) ---------------------------------------------------------
+REPO = HERE.parent.parent
+TRAIN_SBATCH = REPO / "slurm" / "train.sbatch"
+# The tiny StyleGAN2 of the README demo on CPU, without the output a test does not read.
+DEMO = ("experiment=demo", "trainer.enable_progress_bar=false", "callbacks.samples.every_n_steps=0")
+# A time limit far beyond the jobs' run time: train.sbatch asks for SIGUSR1 90 s before it, which
+# Slurm may send up to 60 s early, and an early USR1 would requeue a job no test preempted.
+TRAIN_TIME = "--time=10"
+
+
+@pytest.fixture(scope="session")
+def _demo_shards() -> str:
+    """Build the demo data once, before any job: otherwise the first job's ranks build it
+    concurrently while their timeouts run. Jobs find it through the inherited LG_CACHE_DIR."""
+    from hydra import compose, initialize_config_dir
+
+    from lightning_gans.config import config_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir()), job_name="slurm_tests"):
+        cfg = compose(config_name="train", overrides=["experiment=demo", "run_dir=unused"])
+    return str(cfg.data.shards)  # resolving the path builds the shards
+
+
+@pytest.fixture
+def train_env(monkeypatch, _demo_shards):
+    """The environment training jobs inherit through sbatch (--export=ALL is its default)."""
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "lightning-gans").is_file():
+        pytest.fail(f"no lightning-gans beside {sys.executable}: run the tests with the project's venv")
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    # Reference ops: a job's ranks must not compile kernels (~40 s each on 2 cores); these tests
+    # are about the distributed engine.
+    monkeypatch.setenv("LG_OPS", "ref")
+    # The probes the tests add with +callbacks.probe=...: tests/ddp_probe.py and train_probe.py.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(HERE), str(HERE.parent), os.environ.get("PYTHONPATH")) if p))
+
+
+class TrainJobs:
+    """slurm/train.sbatch as the tests submit it: its own #SBATCH lines (2 tasks, --requeue,
+    --signal=USR1@90, ...), the demo config, and the test's overrides."""
+
+    demo = DEMO
+
+    def __init__(self, slurm: SlurmCluster):
+        self.slurm = slurm
+        self.script = TRAIN_SBATCH.read_text()
+
+    def submit(self, *overrides: str, name: str = "train", options: Sequence[str] = ()) -> str:
+        return self.slurm.sbatch(self.script, TRAIN_TIME, *options, name=name, args=[*DEMO, *overrides])
+
+    def run_dir(self, job_id: str) -> Path:
+        """Where conf/train.yaml puts a Slurm job's run (relative to the job's working dir)."""
+        return self.slurm.workdir / "outputs" / "slurm" / job_id
+
+
+@pytest.fixture
+def train_jobs(slurm, train_env) -> TrainJobs:
+    return TrainJobs(slurm)

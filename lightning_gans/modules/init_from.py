@@ -1,0 +1,48 @@
+"""`init_from=PATH`: start a new run from pretrained weights (ours or any official format).
+
+Unlike `ckpt_path=` (continue a run exactly: optimizers, step, RNG), this copies only the
+network weights (G, D, G_ema and running statistics such as w_avg) into a freshly built module;
+optimizers, the step counter and ADA's p start anew -- the transfer-learning setup of the ADA
+paper's fine-tuning experiments.
+"""
+
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from ..errors import CheckpointError
+
+# Training-state buffers that describe the old run, not the networks: a new run starts them fresh.
+RUN_STATE_KEYS = ("nimg", "pl_mean", "augment_pipe.", "ada.")
+
+
+def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy the networks of checkpoint `path` into `module`; returns the keys left at their init.
+
+    The architecture must match: a key whose shape differs (another resolution, width or
+    label count) is an error naming it and both shapes.
+    """
+    from ..interop.convert import load_any  # reads ours and every official format, safely
+
+    kind = getattr(module, "kind", None)
+    resolution = module.hparams.get("resolution") if hasattr(module, "hparams") else None
+    ckpt = load_any(path, kind=kind, resolution=resolution)
+    source = ckpt.get("state_dict", {})
+    target = module.state_dict()
+    config = ckpt.get("model_config") or {}
+    if config.get("kind") not in (None, kind):
+        raise CheckpointError(f"init_from={path} holds a {config.get('kind')} model; this run trains a {kind}")
+    for key, value in source.items():
+        if key in target and tuple(value.shape) != tuple(target[key].shape):
+            raise CheckpointError(
+                f"init_from={path}: {key} has shape {tuple(value.shape)} there but {tuple(target[key].shape)} "
+                f"in this model; make model.* (resolution, channel_base, channel_max, z_dim, w_dim, "
+                f"mapping_layers, c_dim) match the checkpoint's {ckpt.get('hyper_parameters', {})}"
+            )
+    weights = {k: v for k, v in source.items() if k in target and not k.startswith(RUN_STATE_KEYS)}
+    if not any(k.startswith("G.") for k in weights):
+        raise CheckpointError(f"init_from={path} has no generator weights this model can use")
+    module.load_state_dict(weights, strict=False)
+    return sorted(k for k in target if k not in weights)

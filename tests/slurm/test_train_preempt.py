@@ -1,0 +1,89 @@
+"""Preemption on the real local Slurm: SIGUSR1 to a running 2-rank training job -> hpc checkpoint
+at a step boundary -> `scontrol requeue` -> the same job starts again, in the same run dir, and
+resumes from that checkpoint (step, weights, optimizers, W&B run). Then a requeue without a
+signal (what a node failure or an admin does): the job resumes from its newest checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from lightning_gans.checkpoint import safe_load
+
+
+def test_usr1_checkpoints_requeues_and_resumes(slurm, train_jobs, tmp_path):
+    steps, every = 60, 20
+    probe = tmp_path / "probe"
+    # The default logger: W&B offline + CSV, so the W&B run id goes through the checkpoints.
+    # Periodic checkpoints every 20 steps: none falls between the USR1 (at ~step 5) and the
+    # requeue's SIGTERM, so the hpc checkpoint is the newest when the job starts again.
+    job = train_jobs.submit(
+        f"trainer.max_steps={steps}", f"callbacks.checkpoint.every_n_train_steps={every}",
+        "+callbacks.probe._target_=train_probe.Probe", f"+callbacks.probe.out_dir={probe}", name="preempt")
+    run = train_jobs.run_dir(job)
+    t0 = time.monotonic()
+
+    def start(n: int, rank: int) -> dict:
+        return json.loads(slurm.wait_file(probe / f"start{n}_rank{rank}.json", job, timeout=120))
+
+    # Step 3 reached on both ranks: training is under way, Lightning's handler installed (a
+    # USR1 before that kills the processes: SIGUSR1's default action).
+    for r in (0, 1):
+        slurm.wait_path(probe / f"start0_rank{r}.running", job, timeout=120)
+    # To the job steps -- the srun'd ranks, where the handler is. `--batch` would signal only
+    # the batch shell (tests/slurm/test_cluster.py::test_usr1_reaches_batch_shell_or_steps).
+    slurm.scancel(job, "--signal=USR1")
+    t_signal = time.monotonic()
+    hpc = run / "hpc_ckpt_1.ckpt"
+    slurm.wait_path(hpc, job, timeout=30)
+    t_hpc = time.monotonic()
+    ckpt = safe_load(hpc)
+    k = ckpt["global_step"]
+    assert 3 <= k < every, k
+
+    # --- second start: from the hpc checkpoint -------------------------------------------------
+    first = {r: start(0, r) for r in (0, 1)}
+    second = {r: start(1, r) for r in (0, 1)}
+    t_restart = time.monotonic()
+    for r in (0, 1):
+        assert first[r]["job_id"] == second[r]["job_id"] == job and first[r]["start_step"] == 0
+        assert first[r]["world"] == second[r]["world"] == 2
+        # The same job id, hence the same run dir, hence its hpc checkpoint: weights and
+        # optimizer state exactly as saved, and training goes on at the saved step.
+        assert second[r].get("resumed_from") == str(hpc), second[r]
+        assert second[r]["state_mismatch"] is None, second[r]
+        assert second[r]["start_step"] == k and second[r]["start_nimg"] == k * 8, second[r]
+    log = slurm.output(job)
+    assert f"SIGUSR1 received: checkpoint and requeue after step {k}" in log, log[-3000:]
+
+    # --- third start: requeued without a signal, from the newest (periodic) checkpoint --------
+    slurm.wait_path(run / "checkpoints" / f"step{every:07d}.ckpt", job, timeout=120)
+    subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, timeout=30)
+    fields = slurm.wait_state(job, {"COMPLETED"}, timeout=240)
+    t_done = time.monotonic()
+    print(f"preemption: sbatch -> USR1 {t_signal - t0:.1f} s, USR1 -> hpc checkpoint {t_hpc - t_signal:.1f} s, "
+          f"-> second start {t_restart - t_hpc:.1f} s, -> requeue again -> done {t_done - t_restart:.1f} s")
+    assert fields["Restarts"] == "2" and fields["ExitCode"] == "0:0", slurm.diagnose(job)
+    third = {r: start(2, r) for r in (0, 1)}
+    for r in (0, 1):
+        resumed = third[r]
+        assert resumed["resumed_step"] >= every > k and resumed["state_mismatch"] is None, resumed
+        assert resumed["resumed_from"].startswith(str(run / "checkpoints")), resumed
+        # ... and continues with the next step, to the end.
+        assert resumed["start_step"] == resumed["resumed_step"], resumed
+        assert resumed["steps"] == list(range(resumed["start_step"], steps)), resumed["steps"][:5]
+        assert resumed["end_step"] == steps and resumed["end_nimg"] == steps * 8
+    assert sorted(p.name for p in run.glob("hpc_ckpt_*")) == ["hpc_ckpt_1.ckpt"]
+
+    # --open-mode=append: every start of the job is in its one log.
+    log = slurm.output(job)
+    assert all(f"job {job} restart {n}:" in log for n in (0, 1, 2)), log[-3000:]
+    # One W&B run across the requeues: the id the first start made, stored in the checkpoints,
+    # taken up by each later start (offline: one offline-run dir per start, all with that id).
+    wandb_id = first[0]["wandb_id"]
+    assert wandb_id and ckpt["wandb_run_id"] == wandb_id
+    assert second[0]["wandb_id"] == third[0]["wandb_id"] == wandb_id
+    offline = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 3 and all(name.endswith(f"-{wandb_id}") for name in offline), offline
+    assert safe_load(run / "checkpoints" / "last.ckpt")["global_step"] == steps
