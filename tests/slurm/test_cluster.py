@@ -103,12 +103,12 @@ exit "$rc"
     slurm.wait_file(tmp_path / "step_ready", job, timeout=30)
 
     slurm.scancel(job, "--signal=USR1", "--batch")
-    assert slurm.wait_file(tmp_path / "batch_signals", job, timeout=15) == "USR1\n"
+    assert slurm.wait_file(tmp_path / "batch_signals", job, timeout=15, min_lines=1) == "USR1\n"
     time.sleep(1.0)  # time for a wrongly delivered signal to show up in the step
     assert not (tmp_path / "step_signals").exists(), "--batch must not signal the steps"
 
     slurm.scancel(job, "--signal=USR1")
-    step_signals = slurm.wait_file(tmp_path / "step_signals", job, timeout=15)
+    step_signals = slurm.wait_file(tmp_path / "step_signals", job, timeout=15, min_lines=1)
     fields = slurm.wait_done(job, timeout=30)
     assert step_signals == "USR1 rank 0\n"
     assert fields["JobState"] == "COMPLETED", slurm.diagnose(job)
