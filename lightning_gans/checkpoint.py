@@ -8,6 +8,7 @@ and plain containers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -41,6 +42,23 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     except OSError:
         pass
     return path
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, memoised on (path, size, mtime): checkpoints and weights are large."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
 
 
 def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

@@ -8,7 +8,6 @@ message names the metric, the file and every way to provide it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import file_sha256
 from ..errors import LGError
 
 INCEPTION_ENV = "LG_INCEPTION_WEIGHTS"
@@ -116,21 +116,9 @@ def resolve_lpips_weights(path: str | os.PathLike | None = None, metric: str = "
                    "lpips_weights", ("`pip install --no-deps lpips` (ships weights/v0.1/vgg.pth)",))
 
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
 def file_hash(path: str | os.PathLike) -> str:
-    """First 16 hex digits of the file's SHA-256, memoised per (path, size, mtime)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _hash_cache:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        _hash_cache[key] = h.hexdigest()[:16]
-    return _hash_cache[key]
+    """First 16 hex digits of the file's SHA-256 (the feature network's identity in cache keys)."""
+    return file_sha256(path)[:16]
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:

@@ -20,8 +20,8 @@ from .strategy import average_grads, gather_objects
 
 
 class GANModule(pl.LightningModule):
-    """Subclasses set `kind`, build their networks, and implement `training_step`,
-    `networks()` (the trained nets, no EMA copies) and `model_config()`."""
+    """Subclasses set `kind`, build their networks and implement `training_step`; those that
+    are not a G/D pair with G_kwargs/D_kwargs also override `networks()` and `model_config()`."""
 
     kind = "gan"
     ema_attributes: tuple[str, ...] = ()  # names of EMA copies, kept in eval mode
@@ -34,10 +34,13 @@ class GANModule(pl.LightningModule):
 
     # ---- to implement ------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        """The trained networks (EMA copies excluded); default: a G/D pair."""
+        return {"G": self.G, "D": self.D}
 
     def model_config(self) -> dict:
-        raise NotImplementedError
+        """Self-describing architecture record stored in every checkpoint; default: G/D kwargs."""
+        return {"kind": self.kind, "name": self.hparams.name, "G_kwargs": self.G_kwargs,
+                "D_kwargs": self.D_kwargs}
 
     # ---- shared ------------------------------------------------------------------------------
     def train(self, mode: bool = True):

@@ -114,15 +114,6 @@ class StyleGANModule(GANModule):
         opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=tuple(h.betas), eps=h.eps)
         return [opt_g, opt_d]
 
-    def networks(self) -> dict[str, torch.nn.Module]:
-        """The trained networks (G_ema is a copy of G)."""
-        return {"G": self.G, "D": self.D}
-
-    def model_config(self) -> dict:
-        """Self-describing architecture record stored in every checkpoint."""
-        return {"kind": self.kind, "name": self.hparams.name, "G_kwargs": self.G_kwargs,
-                "D_kwargs": self.D_kwargs}
-
     def synthesis_kwargs(self) -> dict:
         """G keyword arguments that render at the current progress (for sample grids)."""
         return {"resolution": int(self.resolution), "alpha": float(self.alpha)}

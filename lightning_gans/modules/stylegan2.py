@@ -103,15 +103,6 @@ class StyleGAN2Module(GANModule):
         opt_d = torch.optim.Adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, d_reg))
         return [opt_g, opt_d]
 
-    def networks(self) -> dict[str, torch.nn.Module]:
-        """The trained networks (G_ema is a copy of G)."""
-        return {"G": self.G, "D": self.D}
-
-    def model_config(self) -> dict:
-        """Self-describing architecture record stored in every checkpoint."""
-        return {"kind": self.kind, "name": self.hparams.name, "G_kwargs": self.G_kwargs,
-                "D_kwargs": self.D_kwargs}
-
     # ---- training --------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:
         self.restore_rng_if_resumed()

@@ -6,35 +6,17 @@ load), so no Lightning module is built and no pickled code runs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import safe_load
+from ..checkpoint import file_sha256, safe_load
 from ..errors import CheckpointError
 from ..models.stylegan2 import Generator
 
 NETWORKS = ("G_ema", "G")
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (cached on path, size and mtime: checkpoints are large)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
-
-
 @dataclass
 class LoadedGenerator:
     """A generator in eval mode plus what provenance metadata needs to say about it."""
