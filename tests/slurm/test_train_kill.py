@@ -27,6 +27,9 @@ def test_killed_rank_fails_job_and_resubmission_resumes(slurm, train_jobs, tmp_p
     run = train_jobs.run_dir(job)
     ranks = [json.loads(slurm.wait_file(probe / f"start0_rank{r}.json", job, timeout=120)) for r in (0, 1)]
     slurm.wait_path(run / "checkpoints" / "step0000005.ckpt", job, timeout=60)
+    # last.ckpt is written right after the step checkpoint: kill only once both exist, so the
+    # assertion below is about the atomic writer, not about the gap between the two writes.
+    slurm.wait_path(run / "checkpoints" / "last.ckpt", job, timeout=60)
     assert "resumed_from" not in ranks[0], "a fresh job in a fresh run dir starts from scratch"
 
     os.kill(ranks[1]["pid"], signal.SIGKILL)
