@@ -9,6 +9,8 @@ kept in eval mode.
 
 from __future__ import annotations
 
+import time
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
@@ -31,6 +33,7 @@ class GANModule(pl.LightningModule):
         self.automatic_optimization = False
         self._pending_rng: dict | None = None  # this rank's RNG state from a checkpoint
         self._nonfinite = 0  # non-finite gradient entries replaced so far
+        self._last_time: float | None = None  # for sec/kimg
 
     # ---- to implement ------------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -63,6 +66,22 @@ class GANModule(pl.LightningModule):
             opt.step()
         else:
             opt.optimizer.step()
+
+    def progress_stats(self, batch: dict | None, global_batch: int) -> dict[str, torch.Tensor]:
+        """What every GAN logs each iteration: sec/kimg since the last call, the non-finite
+        gradient entries replaced so far, and the samples the data pipeline skipped."""
+        stats = {}
+        now = time.perf_counter()
+        if self._last_time is not None:
+            stats["progress/sec_per_kimg"] = torch.tensor((now - self._last_time) / (global_batch / 1000))
+        self._last_time = now
+        stats["grad/nonfinite"] = torch.tensor(float(self._nonfinite))
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "skipped_samples"):  # summed over this rank's workers
+            stats["data/skipped"] = torch.tensor(float(datamodule.skipped_samples))
+        elif batch is not None and "skipped" in batch:
+            stats["data/skipped"] = batch["skipped"].float().max()
+        return stats
 
     def restore_rng_if_resumed(self) -> None:
         """Call first in training_step: continues the saved random streams after a resume."""

@@ -163,9 +163,7 @@ class StarGANv2Module(GANModule):
 
         for name, ema in self.ema_networks().items():
             ema_update(ema, nets[name], h.ema_beta)
-        stats["grad/nonfinite"] = float(self._nonfinite)
-        if "skipped" in batch:
-            stats["data/skipped"] = float(batch["skipped"])
+        stats.update({k: float(v) for k, v in self.progress_stats(batch, n * self.trainer.world_size).items()})
         self.log_dict({k: torch.tensor(float(v)) for k, v in stats.items()}, on_step=True,
                       batch_size=n)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -104,7 +103,6 @@ class StyleGANModule(GANModule):
         self.register_buffer("phase", torch.zeros([], dtype=torch.int64))
         self.register_buffer("resolution", torch.tensor(start_resolution, dtype=torch.int64))
         self.register_buffer("alpha", torch.ones([], dtype=torch.float64))
-        self._last_time: float | None = None
 
     # ---- configuration -------------------------------------------------------------------
     def configure_optimizers(self):
@@ -217,10 +215,7 @@ class StyleGANModule(GANModule):
         self._log_step(stats, p, n, global_batch, lr)
 
     def _log_step(self, stats: dict, p: Progress, n: int, global_batch: int, lr: float) -> None:
-        now = time.perf_counter()
-        if self._last_time is not None:
-            stats["progress/sec_per_kimg"] = torch.tensor((now - self._last_time) / (global_batch / 1000))
-        self._last_time = now
+        stats.update(self.progress_stats(None, global_batch))
         stats.update({
             "progress/resolution": torch.tensor(float(p.resolution)),
             "progress/alpha": torch.tensor(p.alpha),
@@ -228,7 +223,6 @@ class StyleGANModule(GANModule):
             "progress/lod": torch.tensor(p.lod),
             "progress/batch": torch.tensor(float(global_batch)),
             "progress/lr": torch.tensor(lr),
-            "grad/nonfinite": torch.tensor(float(self._nonfinite)),
         })
         self.log_dict({k: v.float() for k, v in stats.items()}, on_step=True, batch_size=n)
         self.log("kimg", self.nimg.float() / 1000, on_step=True, prog_bar=True, batch_size=n)

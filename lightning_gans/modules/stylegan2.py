@@ -9,7 +9,6 @@ many processes share the global batch.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Sequence
 
 import torch
@@ -92,7 +91,6 @@ class StyleGAN2Module(GANModule):
             self.G, self.D, augment=self.augment_pipe, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
             pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
         )
-        self._last_time: float | None = None
 
     # ---- configuration -------------------------------------------------------------------
     def configure_optimizers(self):
@@ -156,13 +154,7 @@ class StyleGAN2Module(GANModule):
         self._log_step(stats, batch, n, global_batch, it)
 
     def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int, it: int) -> None:
-        now = time.perf_counter()
-        if self._last_time is not None:
-            stats["progress/sec_per_kimg"] = torch.tensor((now - self._last_time) / (global_batch / 1000))
-        self._last_time = now
-        stats["grad/nonfinite"] = torch.tensor(float(self._nonfinite))
-        if "skipped" in batch:
-            stats["data/skipped"] = batch["skipped"].float().max()
+        stats.update(self.progress_stats(batch, global_batch))
         # Lazy-regularization terms exist only on their iterations; self.log would repeat the
         # last value on every row, so they go straight to the loggers, at their own step.
         sparse = {k: float(v) for k, v in stats.items() if k.startswith("reg/") or k == "loss/D_r1"}
