@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "style-mix": ("lightning_gans.synthesis.stylemix", "main", "style-mixing grid (column seeds give --styles)"),
     "interpolate": ("lightning_gans.synthesis.interpolate", "main", "latent walk between seeds: frames + mp4/GIF"),
     "project": ("lightning_gans.synthesis.project_cli", "main", "project a photo into W/W+; writes an .npz latent"),
+    "transfer": ("lightning_gans.synthesis.transfer", "main", "StarGAN v2 reference- and latent-guided translation"),
     "provenance": ("lightning_gans.synthesis.provenance_cli", "main", "print the provenance metadata of outputs"),
     "doctor": ("lightning_gans.ops.doctor", "main", "versions, compilers, which kernel each op uses (--build)"),
     "convert": ("lightning_gans.interop.convert", "main",
