@@ -34,14 +34,7 @@ def face_crops(n, seed, size=64):
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On 2 cores shared with other jobs, OpenMP's spinning barriers make two threads several
-    # times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

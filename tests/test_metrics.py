@@ -32,15 +32,7 @@ from lightning_gans.metrics import (
 from lightning_gans.metrics import weights as weights_mod
 from lightning_gans.metrics.vgg import VGG16Features
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # On 2 cores shared with other jobs, OpenMP's spinning barriers make two threads several
-    # times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_cov(rng, d, scale=1.0):

@@ -20,13 +20,7 @@ from lightning_gans.synthesis.stylemix import main as stylemix_main
 from lightning_gans.synthesis.stylemix import style_mix
 from lightning_gans.synthesis.video import file_provenance
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

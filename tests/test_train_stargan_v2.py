@@ -3,9 +3,8 @@ lambda_ds schedule, EMA, style dependence of the outputs, exact resume of all fo
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from train_utils import read_metrics, series, train
+from train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.data.demo import ensure_demo_data
@@ -21,12 +20,7 @@ FAST = ["experiment=stargan_v2_demo", "logger=csv", "trainer.enable_progress_bar
 G_TERMS = ("adv", "sty", "ds", "cyc")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +29,11 @@ def runs(tmp_path_factory):
     train(full, *FAST, f"trainer.max_steps={2 * N}")
     ckpt_path = full / "checkpoints" / f"step{N:07d}.ckpt"
     saved = safe_load(ckpt_path)
-    restored: dict = {}
-
-    class Check(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if restored:
-                return
-            sd = pl_module.state_dict()
-            restored["model"] = all(torch.equal(sd[k], v) for k, v in saved["state_dict"].items())
-            ok = len(trainer.optimizers) == len(saved["optimizer_states"]) == 4
-            for opt, st in zip(trainer.optimizers, saved["optimizer_states"]):
-                cur = opt.state_dict()
-                ok &= len(cur["state"]) == len(st["state"]) > 0
-                for pid, s in st["state"].items():
-                    ok &= all(torch.equal(cur["state"][pid][k], v) for k, v in s.items())
-                ok &= [g["lr"] for g in cur["param_groups"]] == [g["lr"] for g in st["param_groups"]]
-            restored["optim"] = bool(ok)
-            restored["step"] = trainer.global_step
-
     resumed = tmp_path_factory.mktemp("resumed")
-    train(resumed, *FAST, f"trainer.max_steps={2 * N}", f"ckpt_path={ckpt_path}", callbacks=[Check()])
-    return full, resumed, restored
+    check = RestoreCheck(saved)
+    train(resumed, *FAST, f"trainer.max_steps={2 * N}", f"ckpt_path={ckpt_path}", callbacks=[check])
+    assert len(saved["optimizer_states"]) == 4
+    return full, resumed, check.result
 
 
 def test_losses_schedule_and_samples(runs):

@@ -2,9 +2,8 @@
 8 -> 16 -> 32 px through two fade-ins; a resume in the middle of a fade-in continues exactly."""
 
 import pytest
-import pytorch_lightning as pl
 import torch
-from train_utils import read_metrics, series, train
+from train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.modules.stylegan import StyleGANModule
@@ -69,29 +68,14 @@ def test_resume_mid_fade_in_is_exact(full_run, tmp_path):
     assert saved["progress"] == {"kimg": 0.044, "lod": 1.625, "resolution": 16, "alpha": 0.375, "phase": 1}
     assert float(saved["state_dict"]["alpha"]) == 0.25 and int(saved["state_dict"]["resolution"]) == 16
 
-    restored = {}
-
-    class Check(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if restored:
-                return
-            sd = pl_module.state_dict()
-            restored["model"] = all(torch.equal(sd[k], v) for k, v in saved["state_dict"].items())
-            ok = True
-            for opt, st in zip(trainer.optimizers, saved["optimizer_states"]):
-                cur = opt.state_dict()
-                ok &= cur["state"].keys() == st["state"].keys() and len(st["state"]) > 0
-                for pid, s in st["state"].items():
-                    ok &= all(torch.equal(cur["state"][pid][k], v) for k, v in s.items())
-                ok &= [g["lr"] for g in cur["param_groups"]] == [g["lr"] for g in st["param_groups"]]
-            restored["optim"] = ok
-            p = pl_module.schedule.at(int(pl_module.nimg))
-            restored["progress"] = (p.resolution, p.alpha, p.phase)
-            restored["step"] = trainer.global_step
-
     resumed = tmp_path / "resumed"
-    train(resumed, *TINY, f"ckpt_path={ckpt_path}", callbacks=[Check()])
-    assert restored == {"model": True, "optim": True, "progress": (16, 0.375, 1), "step": 6}
+    def progress(pl_module):
+        p = pl_module.schedule.at(int(pl_module.nimg))
+        return (p.resolution, p.alpha, p.phase)
+
+    check = RestoreCheck(saved, extra=progress)
+    train(resumed, *TINY, f"ckpt_path={ckpt_path}", callbacks=[check])
+    assert check.result == {"model": True, "optim": True, "extra": (16, 0.375, 1), "step": 6}
 
     a, b = read_metrics(full_run), read_metrics(resumed)
     assert len(series(b, "loss/D_main")) == STEPS - 6

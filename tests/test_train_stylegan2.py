@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
-from train_utils import read_metrics, series, train
+from train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.modules.stylegan2 import StyleGAN2Module
@@ -81,26 +80,10 @@ def test_resume_is_exact(tmp_path):
     ckpt_path = full / "checkpoints" / f"step{n:07d}.ckpt"
     saved = safe_load(ckpt_path)
 
-    restored = {}
-
-    class Check(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if restored:
-                return
-            sd = pl_module.state_dict()
-            restored["model"] = all(torch.equal(sd[k], v) for k, v in saved["state_dict"].items())
-            ok = True
-            for opt, st in zip(trainer.optimizers, saved["optimizer_states"]):
-                cur = opt.state_dict()
-                for pid, s in st["state"].items():
-                    ok &= all(torch.equal(cur["state"][pid][k], v) for k, v in s.items())
-                ok &= [g["lr"] for g in cur["param_groups"]] == [g["lr"] for g in st["param_groups"]]
-            restored["optim"] = ok
-            restored["step"] = trainer.global_step
-
     resumed = tmp_path / "resumed"
-    train(resumed, *common, f"ckpt_path={ckpt_path}", callbacks=[Check()])
-    assert restored == {"model": True, "optim": True, "step": n}
+    check = RestoreCheck(saved)
+    train(resumed, *common, f"ckpt_path={ckpt_path}", callbacks=[check])
+    assert check.result == {"model": True, "optim": True, "step": n}
 
     a, b = read_metrics(full), read_metrics(resumed)
     for key in ("loss/G_main", "loss/D_main", "reg/r1_penalty", "reg/pl_penalty"):

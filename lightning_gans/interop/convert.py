@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save
+from ..checkpoint import atomic_save, file_sha256
 from ..errors import CheckpointError
 from . import rosinality as rosi
 from . import sg2ada
@@ -50,12 +50,10 @@ class Imported:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.glob("*.npz")) if path.is_dir() else [path]:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file; of a folder of npz files (the official state-dict form), a hash of theirs."""
+    if not path.is_dir():
+        return file_sha256(path)
+    return hashlib.sha256("".join(file_sha256(p) for p in sorted(path.glob("*.npz"))).encode()).hexdigest()
 
 
 def _torch_load(path: Path) -> Any:
