@@ -7,12 +7,18 @@ An iteration is what the official loop does every minibatch: G main step (throug
 step, G_ema update; fp32, style mixing 0.9, 8-layer mapping, z = w = 512, mbstd group 4. The R1
 (every 16) and path-length (every 4) steps are timed separately and amortized. Prints a table
 and, as its last line, a JSON object with `iter_ms` and `amortized_ms` of the compiled path.
+
+`--official DIR` also times the official StyleGAN2-ADA code (a checkout of
+NVlabs/stylegan2-ada-pytorch that you provide; nothing of it ships here) on the same
+configuration in the same process, with the phases of its training loop (requires_grad toggled
+per phase, nan_to_num on grads, Adam, G_ema lerp), and prints our time as a fraction of its.
 A benchmark, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -20,28 +26,31 @@ import time
 
 import torch
 
-from lightning_gans.modules.common import ema_beta, ema_update, set_requires_grad
+from lightning_gans.modules.common import clean_grads, ema_beta, ema_update, set_requires_grad
 from lightning_gans.modules.stylegan2 import StyleGAN2Module
 
 
 def build(args) -> StyleGAN2Module:
     torch.manual_seed(0)
-    return StyleGAN2Module(
+    m = StyleGAN2Module(
         resolution=args.resolution, z_dim=512, w_dim=512, mapping_layers=8, channel_base=args.channel_base,
         channel_max=args.channel_max, mbstd_group_size=4, batch_size=args.batch, style_mixing_prob=0.9,
-    )
+    ).to(args.device)
+    m.loss.pl_mean = m.pl_mean  # as training_step does: .to() replaced the buffer
+    return m
 
 
-def phases(m: StyleGAN2Module, batch: int):
-    """Closures running one phase each with plain torch optimizers (no Trainer in the loop)."""
-    opt_g, opt_d = (torch.optim.Adam(m.G.parameters(), lr=0.002, betas=(0.0, 0.99)),
-                    torch.optim.Adam(m.D.parameters(), lr=0.002, betas=(0.0, 0.99)))
-    real = torch.rand(batch, 3, m.hparams.resolution, m.hparams.resolution) * 2 - 1
-    z = lambda: torch.randn(batch, 512)  # noqa: E731
+def phases(m: StyleGAN2Module, batch: int, device: torch.device):
+    """Closures running one phase each as the module's training_step does (its optimizers,
+    non-finite gradient cleaning), without a Trainer in the loop."""
+    opt_g, opt_d = m.configure_optimizers()
+    real = torch.rand(batch, 3, m.hparams.resolution, m.hparams.resolution, device=device) * 2 - 1
+    z = lambda: torch.randn(batch, 512, device=device)  # noqa: E731
 
     def step(opt, net, loss):
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        clean_grads(net.parameters())
         opt.step()
 
     def g_main():
@@ -68,13 +77,68 @@ def phases(m: StyleGAN2Module, batch: int):
     return {"iter": iteration, "r1": r1, "pl": pl}
 
 
-def median_ms(fn, warmup: int, repeats: int) -> float:
+def official_phases(args, batch: int, device: torch.device):
+    """The official training loop's phases on its own networks and loss (imported from the
+    user's checkout), same configuration as build()."""
+    import sys
+
+    sys.path.insert(0, args.official)
+    import dnnlib  # noqa: F401  (the checkout's own packages)
+    from training.loss import StyleGAN2Loss
+    from training.networks import Discriminator, Generator
+
+    torch.manual_seed(0)
+    R = args.resolution
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=R, img_channels=3,
+                  mapping_kwargs=dict(num_layers=8),
+                  synthesis_kwargs=dict(channel_base=args.channel_base, channel_max=args.channel_max,
+                                        num_fp16_res=0, conv_clamp=None))
+    D = Discriminator(c_dim=0, img_resolution=R, img_channels=3, channel_base=args.channel_base,
+                      channel_max=args.channel_max, num_fp16_res=0, conv_clamp=None,
+                      epilogue_kwargs=dict(mbstd_group_size=4))
+    G, D = (m.train().requires_grad_(False).to(device) for m in (G, D))
+    G_ema = copy.deepcopy(G).eval()
+    loss = StyleGAN2Loss(device, G.mapping, G.synthesis, D, style_mixing_prob=0.9, r1_gamma=1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))
+    real = torch.rand(batch, 3, R, R, device=device) * 2 - 1
+    c = torch.zeros(batch, 0, device=device)
+
+    def phase(name, module, opt, gain):
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        loss.accumulate_gradients(phase=name, real_img=real, real_c=c,
+                                  gen_z=torch.randn(batch, 512, device=device), gen_c=c, sync=True,
+                                  gain=gain)
+        module.requires_grad_(False)
+        for p in module.parameters():
+            if p.grad is not None:
+                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+        opt.step()
+
+    def iteration():
+        phase("Gmain", G, opt_g, 1)
+        phase("Dmain", D, opt_d, 1)
+        beta = ema_beta(batch, 10_000, 10, None)
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+
+    return {"iter": iteration, "r1": lambda: phase("Dreg", D, opt_d, 16),
+            "pl": lambda: phase("Greg", G, opt_g, 4)}
+
+
+def median_ms(fn, warmup: int, repeats: int, sync) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t) * 1000)
     return statistics.median(times)
 
@@ -87,24 +151,40 @@ def main() -> None:
     p.add_argument("--channel-max", type=int, default=64)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--device", type=torch.device, default="cpu", help="cpu (the target) or cuda")
+    p.add_argument("--official", metavar="DIR", help="also time a stylegan2-ada-pytorch checkout")
     args = p.parse_args()
+    sync = torch.cuda.synchronize if args.device.type == "cuda" else (lambda: None)
     results = {}
     for mode in ("ref", "compiled"):
         os.environ["LG_OPS"] = mode
         m = build(args)
-        fns = phases(m, args.batch)
-        results[mode] = {k: median_ms(f, args.warmup, args.repeats) for k, f in fns.items()}
-        r = results[mode]
+        fns = phases(m, args.batch, args.device)
+        results[mode] = {k: median_ms(f, args.warmup, args.repeats, sync) for k, f in fns.items()}
+        print(f"{mode}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results[mode].items()), flush=True)
+    if args.official:
+        fns = official_phases(args, args.batch, args.device)
+        results["official"] = {k: median_ms(f, args.warmup, args.repeats, sync) for k, f in fns.items()}
+        print("official: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results["official"].items()), flush=True)
+    for r in results.values():
         r["amortized"] = r["iter"] + r["r1"] / 16 + r["pl"] / 4
-    print(f"{'phase':10s} {'ref ms':>10s} {'compiled ms':>12s} {'ratio':>7s}")
+    off = results.get("official")
+    print(f"{'phase':10s} {'ref ms':>10s} {'compiled ms':>12s} {'ref/comp':>9s}"
+          + (f" {'official ms':>12s} {'comp/official':>14s}" if off else ""))
     for k in ("iter", "r1", "pl", "amortized"):
         a, b = results["ref"][k], results["compiled"][k]
-        print(f"{k:10s} {a:10.1f} {b:12.1f} {a / b:7.2f}")
+        print(f"{k:10s} {a:10.1f} {b:12.1f} {a / b:9.2f}"
+              + (f" {off[k]:12.1f} {b / off[k]:14.2f}" if off else ""))
     c = results["compiled"]
+    extra = {}
+    if off:
+        extra = {"official_iter_ms": round(off["iter"], 1), "official_amortized_ms": round(off["amortized"], 1),
+                 "vs_official_iter": round(c["iter"] / off["iter"], 3),
+                 "vs_official_amortized": round(c["amortized"] / off["amortized"], 3)}
     print(json.dumps({"iter_ms": round(c["iter"], 1), "amortized_ms": round(c["amortized"], 1),
                       "ref_iter_ms": round(results["ref"]["iter"], 1),
-                      "ref_amortized_ms": round(results["ref"]["amortized"], 1),
-                      "threads": torch.get_num_threads()}))
+                      "ref_amortized_ms": round(results["ref"]["amortized"], 1), **extra,
+                      "device": str(args.device), "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

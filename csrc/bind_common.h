@@ -62,6 +62,12 @@ inline BiasActParams bias_act_params(const torch::Tensor& x, const std::optional
     return p;
 }
 
+// A 4-D tensor laid out channels-last (NHWC) and not also plain contiguous (C == 1 or H*W == 1
+// are both; those take the NCHW path).
+inline bool is_channels_last(const torch::Tensor& x) {
+    return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 inline const void* ptr_or_null(const std::optional<torch::Tensor>& t) {
     return t ? t->data_ptr() : nullptr;
 }

@@ -59,17 +59,24 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int 
     TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
                 "upfirdn2d (cpu kernels): x must be float32 or float64, got ", x.scalar_type());
     Upfirdn2dParams p = lg::upfirdn2d_params(x, f, upx, upy, downx, downy, px0, px1, py0, py1);
-    x = x.contiguous();
-    auto y = torch::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options());
+    // Channels-last input stays channels-last (the layout the CPU convolutions are fastest in);
+    // anything else is made NCHW-contiguous.
+    const bool nhwc = lg::is_channels_last(x);
+    const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    x = x.contiguous(format);
+    auto y = torch::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options().memory_format(format));
     if (y.numel() == 0) return y;
     const double taps = double(p.f_w) * p.f_h / (double(upx) * upy);
     p.num_threads = threads_for(double(y.numel()) * taps);
+    const int C = static_cast<int>(x.size(1));
     if (x.scalar_type() == torch::kFloat) {
         const auto t = make_taps<float>(f, flip_filter, gain, p);
-        upfirdn2d_cpu<float>(p, x.data_ptr<float>(), t.data(), y.data_ptr<float>());
+        if (nhwc) upfirdn2d_cpu_nhwc<float>(p, C, x.data_ptr<float>(), t.data(), y.data_ptr<float>());
+        else upfirdn2d_cpu<float>(p, x.data_ptr<float>(), t.data(), y.data_ptr<float>());
     } else {
         const auto t = make_taps<double>(f, flip_filter, gain, p);
-        upfirdn2d_cpu<double>(p, x.data_ptr<double>(), t.data(), y.data_ptr<double>());
+        if (nhwc) upfirdn2d_cpu_nhwc<double>(p, C, x.data_ptr<double>(), t.data(), y.data_ptr<double>());
+        else upfirdn2d_cpu<double>(p, x.data_ptr<double>(), t.data(), y.data_ptr<double>());
     }
     return y;
 }
@@ -81,10 +88,15 @@ torch::Tensor bias_act(torch::Tensor x, std::optional<torch::Tensor> b,
     TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
                 "bias_act (cpu kernels): x must be float32 or float64, got ", x.scalar_type());
     BiasActParams p = lg::bias_act_params(x, b, dy, ddz, mode, dim, act, alpha, gain, clamp);
-    x = x.contiguous();
-    for (auto* t : {&b, &dy, &ddz})
-        if (*t) **t = (*t)->contiguous();
-    auto out = torch::empty_like(x, torch::MemoryFormat::Contiguous);
+    // Channels-last feature maps: viewed as [N*H*W, C] with the bias along the contiguous axis.
+    const bool nhwc = lg::is_channels_last(x) && p.outer == x.size(0) && p.channels == x.size(1);
+    const auto format = nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    if (nhwc) p.outer *= p.inner, p.inner = 1;
+    x = x.contiguous(format);
+    for (auto* t : {&dy, &ddz})
+        if (*t) **t = (*t)->contiguous(format);
+    if (b) *b = b->contiguous();
+    auto out = torch::empty_like(x, format);
     if (x.numel() == 0) return out;
     p.num_threads = threads_for(4.0 * double(x.numel()));
     if (x.scalar_type() == torch::kFloat) {

@@ -219,7 +219,102 @@ void strip_2d(const Axis& ax, const Axis& ay, const Strip& st, const T* buf, con
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Channels-last (NHWC) layout: the C values of a pixel are contiguous, so every tap is a
+// vector operation over channels (x pass) or over a whole output row of Wo*C values (y pass).
+
+// Along one axis, for each output o: the taps that meet a real (not inserted) input sample
+// inside the input, as (first input index, first tap, count); taps step by `up`.
+struct TapRuns {
+    std::vector<int> i0, k0, n;
+    TapRuns(int in, int out, int up, int down, int pad0, int taps) : i0(out), k0(out), n(out) {
+        for (int o = 0; o < out; ++o) {
+            const int base = o * down - pad0;
+            const int k = ((-base) % up + up) % up;
+            const int i = floor_div(base + k, up);
+            const int nt = k < taps ? (taps - k + up - 1) / up : 0;
+            const int jlo = std::max(0, -i), jhi = std::min(nt, in - i);
+            i0[o] = i + jlo, k0[o] = k + jlo * up, n[o] = std::max(0, jhi - jlo);
+        }
+    }
+};
+
+// out[ox*C + c] (for `rows` rows of strides ss/ds) = sum of the x taps of output ox.
+template <typename T>
+void x_pass_nhwc(const TapRuns& tx, int up, const T* taps, int C, int rows, const T* x,
+                 ptrdiff_t ss, T* out, ptrdiff_t ds, int out_w, std::vector<const T*>& src,
+                 std::vector<T>& w) {
+    for (int ox = 0; ox < out_w; ++ox) {
+        const int n = tx.n[ox];
+        src.resize(std::max(n, 1)), w.resize(std::max(n, 1));
+        for (int j = 0; j < n; ++j) {
+            src[j] = x + static_cast<ptrdiff_t>(tx.i0[ox] + j) * C;
+            w[j] = taps[tx.k0[ox] + j * up];
+        }
+        combine(rows, C, n, src.data(), ss, w.data(), out + static_cast<ptrdiff_t>(ox) * C, ds, false);
+    }
+}
+
 }  // namespace
+
+template <typename T>
+void upfirdn2d_cpu_nhwc(const Upfirdn2dParams& p, int C, const T* x, const T* taps, T* y) {
+    const TapRuns tx(p.in_w, p.out_w, p.up_x, p.down_x, p.pad_x0, p.f_w);
+    const TapRuns ty(p.in_h, p.out_h, p.up_y, p.down_y, p.pad_y0, p.f_h);
+    const int64_t N = p.planes / C;
+    const ptrdiff_t in_row = static_cast<ptrdiff_t>(p.in_w) * C, out_row = static_cast<ptrdiff_t>(p.out_w) * C;
+    // Blocks of output rows sized so the x-pass rows they need stay in cache (~256 KiB).
+    const int B = std::max(1, std::min(p.out_h, static_cast<int>(65536 / std::max<ptrdiff_t>(out_row, 1))));
+    const int blocks = (p.out_h + B - 1) / B;
+#pragma omp parallel num_threads(p.num_threads)
+    {
+        std::vector<T> tmp;
+        std::vector<const T*> src;
+        std::vector<T> w;
+#pragma omp for schedule(static)
+        for (int64_t task = 0; task < N * blocks; ++task) {
+            const int64_t n = task / blocks;
+            const int oy0 = static_cast<int>(task % blocks) * B, oy1 = std::min(p.out_h, oy0 + B);
+            const T* xn = x + n * p.in_h * in_row;
+            T* yn = y + n * p.out_h * out_row;
+            if (p.separable) {
+                int r0 = p.in_h, r1 = 0;  // input rows the block reads
+                for (int oy = oy0; oy < oy1; ++oy)
+                    if (ty.n[oy] > 0) r0 = std::min(r0, ty.i0[oy]), r1 = std::max(r1, ty.i0[oy] + ty.n[oy]);
+                if (r1 > r0) {
+                    tmp.resize(static_cast<size_t>(r1 - r0) * out_row);
+                    x_pass_nhwc(tx, p.up_x, taps, C, r1 - r0, xn + r0 * in_row, in_row, tmp.data(), out_row,
+                                p.out_w, src, w);
+                }
+                const T* ytaps = taps + p.f_w;
+                for (int oy = oy0; oy < oy1; ++oy) {
+                    const int n_t = ty.n[oy];
+                    src.resize(std::max(n_t, 1)), w.resize(std::max(n_t, 1));
+                    for (int j = 0; j < n_t; ++j) {
+                        src[j] = tmp.data() + (ty.i0[oy] + j - r0) * out_row;
+                        w[j] = ytaps[ty.k0[oy] + j * p.up_y];
+                    }
+                    combine(1, static_cast<int>(out_row), n_t, src.data(), 0, w.data(), yn + oy * out_row, 0, false);
+                }
+            } else {
+                for (int oy = oy0; oy < oy1; ++oy)
+                    for (int ox = 0; ox < p.out_w; ++ox) {
+                        src.clear(), w.clear();
+                        for (int jy = 0; jy < ty.n[oy]; ++jy)
+                            for (int jx = 0; jx < tx.n[ox]; ++jx) {
+                                src.push_back(xn + (ty.i0[oy] + jy) * in_row + static_cast<ptrdiff_t>(tx.i0[ox] + jx) * C);
+                                w.push_back(taps[static_cast<size_t>(ty.k0[oy] + jy * p.up_y) * p.f_w + tx.k0[ox] + jx * p.up_x]);
+                            }
+                        combine(1, C, static_cast<int>(src.size()), src.data(), 0, w.data(),
+                                yn + oy * out_row + static_cast<ptrdiff_t>(ox) * C, 0, false);
+                    }
+            }
+        }
+    }
+}
+
+template void upfirdn2d_cpu_nhwc<float>(const Upfirdn2dParams&, int, const float*, const float*, float*);
+template void upfirdn2d_cpu_nhwc<double>(const Upfirdn2dParams&, int, const double*, const double*, double*);
 
 template <typename T>
 void upfirdn2d_cpu(const Upfirdn2dParams& p, const T* x, const T* taps, T* y) {

@@ -19,6 +19,10 @@ struct Upfirdn2dParams {
 template <typename T>
 void upfirdn2d_cpu(const Upfirdn2dParams& p, const T* x, const T* taps, T* y);
 
+// CPU, channels-last: x is [N, in_h, in_w, C] and y [N, out_h, out_w, C] in memory (planes = N*C).
+template <typename T>
+void upfirdn2d_cpu_nhwc(const Upfirdn2dParams& p, int C, const T* x, const T* taps, T* y);
+
 // CUDA: `f` is the filter as given (reversed into taps unless flip_filter), in the accumulation
 // type (double for double data, float otherwise), and `gain` scales the result; the kernel does
 // both itself so that the host never reads device memory. dtype: 0 float32, 1 float64,

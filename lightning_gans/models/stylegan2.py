@@ -13,7 +13,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, SynthesisLayer, ToRGBLayer, normalize_2nd_moment
+from ..nn import (
+    Conv2dLayer,
+    FullyConnectedLayer,
+    MinibatchStdLayer,
+    SynthesisLayer,
+    ToRGBLayer,
+    normalize_2nd_moment,
+    preferred_layout,
+)
 from ..ops.upfirdn2d import setup_filter, upsample2d
 
 
@@ -135,7 +143,7 @@ class SynthesisBlock(nn.Module):
             fused_modconv = not self.training  # grouped conv is faster, activation scaling trains faster
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = preferred_layout(self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]))
         else:
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
@@ -185,7 +193,7 @@ class SynthesisNetwork(nn.Module):
             cur_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, cur_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
-        return img
+        return img.contiguous()  # the layout users expect, whatever the blocks ran in
 
 
 class Generator(nn.Module):
@@ -338,6 +346,7 @@ class Discriminator(nn.Module):
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, R, R):
             raise ValueError(f"D expects images [N, {self.img_channels}, {R}, {R}], got {tuple(img.shape)}")
         x = None
+        img = preferred_layout(img)
         for res in self.block_resolutions:
             x = getattr(self, f"b{res}")(x, img)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None

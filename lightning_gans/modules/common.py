@@ -30,15 +30,29 @@ def ema_beta(batch_size: int, nimg: int, ema_kimg: float, ema_rampup: float | No
 @torch.no_grad()
 def clean_grads(params: Iterable[nn.Parameter]) -> int:
     """Replace NaN/inf gradient entries (NaN -> 0, +-inf -> +-1e5); returns how many there were."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0
+    # One fused pass finds the tensors that may hold a non-finite entry (a norm is NaN/inf then,
+    # or on overflow); only those are counted and cleaned entry by entry.
+    norms = torch._foreach_norm(grads)
+    suspect = (~torch.isfinite(torch.stack([n.float() for n in norms]))).nonzero().flatten().tolist()
     bad = 0
-    for p in params:
-        if p.grad is None:
-            continue
-        n = int((~torch.isfinite(p.grad)).sum())
+    for i in suspect:
+        n = int((~torch.isfinite(grads[i])).sum())
         if n:
             bad += n
-            torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
+            torch.nan_to_num(grads[i], nan=0.0, posinf=1e5, neginf=-1e5, out=grads[i])
     return bad
+
+
+def adam(params: Iterable[nn.Parameter], **kwargs) -> torch.optim.Adam:
+    """torch.optim.Adam, fused (one kernel for all tensors) where torch has that for the
+    parameters' device: 3x faster steps for a small StyleGAN2 G on the CPU (bench/train_step.py)."""
+    params = list(params)
+    devices = {p.device.type for p in params}
+    fused = len(devices) == 1 and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, fused=True if fused else None, **kwargs)
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..losses.stargan_v2 import discriminator_loss, ds_weight, generator_loss, generator_step_networks
 from ..models.stargan_v2 import NETWORK_NAMES, build_networks, he_init_
 from .base import GANModule
-from .common import clean_grads, ema_update, set_requires_grad
+from .common import adam, clean_grads, ema_update, set_requires_grad
 from .strategy import average_grads
 
 EMA_NAMES = ("generator", "mapping_network", "style_encoder")  # D has no EMA copy
@@ -91,7 +91,7 @@ class StarGANv2Module(GANModule):
     def configure_optimizers(self):
         h = self.hparams
         return [
-            torch.optim.Adam(net.parameters(), lr=h.f_lr if name == "mapping_network" else h.lr,
+            adam(net.parameters(), lr=h.f_lr if name == "mapping_network" else h.lr,
                              betas=tuple(h.betas), weight_decay=h.weight_decay)
             for name, net in self.networks().items()
         ]

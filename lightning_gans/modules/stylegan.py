@@ -29,7 +29,7 @@ from ..losses.stylegan2 import d_logistic, g_nonsaturating, r1_penalty
 from ..models.stylegan import Discriminator, Generator, fade_in_reals, mix_styles, num_ws_at
 from ..nn.adain import downscale2d
 from .base import GANModule
-from .common import ema_beta, ema_update, set_requires_grad
+from .common import adam, ema_beta, ema_update, set_requires_grad
 from .progressive import FFHQ_LR, FFHQ_MINIBATCH, Progress, ProgressiveSchedule
 from .strategy import average_tensor_
 
@@ -108,8 +108,8 @@ class StyleGANModule(GANModule):
     def configure_optimizers(self):
         h = self.hparams
         lr = self.schedule.lr(self.schedule.at(0).resolution)  # set again every step
-        opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=tuple(h.betas), eps=h.eps)
-        opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=tuple(h.betas), eps=h.eps)
+        opt_g = adam(self.G.parameters(), lr=lr, betas=tuple(h.betas), eps=h.eps)
+        opt_d = adam(self.D.parameters(), lr=lr, betas=tuple(h.betas), eps=h.eps)
         return [opt_g, opt_d]
 
     def synthesis_kwargs(self) -> dict:

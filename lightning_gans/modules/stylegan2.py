@@ -17,7 +17,7 @@ from ..augment import AdaController, AugmentPipe, freeze_discriminator
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
 from ..models.stylegan2 import Discriminator, Generator, check_resolution
 from .base import GANModule
-from .common import ema_beta, ema_update, set_requires_grad
+from .common import adam, ema_beta, ema_update, set_requires_grad
 from .strategy import average_tensor_
 
 
@@ -97,8 +97,8 @@ class StyleGAN2Module(GANModule):
         h = self.hparams
         g_reg = h.pl_interval if h.pl_weight > 0 else None
         d_reg = h.r1_interval if h.r1_gamma > 0 else None
-        opt_g = torch.optim.Adam(self.G.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, g_reg))
-        opt_d = torch.optim.Adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, d_reg))
+        opt_g = adam(self.G.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, g_reg))
+        opt_d = adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, d_reg))
         return [opt_g, opt_d]
 
     # ---- training --------------------------------------------------------------------------

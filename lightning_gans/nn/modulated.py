@@ -46,12 +46,11 @@ def modulated_conv2d(
     if styles.shape != (N, in_channels):
         raise ValueError(f"styles {tuple(styles.shape)} must be [N={N}, C_in={in_channels}]")
 
-    w = None
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        # sum over (i, k) of (W[o,i,k] s[n,i])^2 = (s^2 @ sum_k W^2 .T)[n, o]: a matmul instead
+        # of materializing the [N, O, I, k, k] modulated weights.
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
@@ -65,6 +64,7 @@ def modulated_conv2d(
             x = x + noise.to(x.dtype)
         return x
 
+    w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         w = w * dcoefs.reshape(N, -1, 1, 1, 1)
     x = x.reshape(1, -1, *x.shape[2:])

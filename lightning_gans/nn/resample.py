@@ -17,6 +17,10 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
     """conv2d / conv_transpose2d; flip_weight=False makes it a true convolution."""
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        # oneDNN reorders an NCHW weight for an NHWC input in forward and again in backward;
+        # one explicit reorder here is saved for backward and serves both.
+        w = w.contiguous(memory_format=torch.channels_last)
     op = F.conv_transpose2d if transpose else F.conv2d
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
