@@ -88,7 +88,8 @@ def test_project_cli_outputs_feed_style_mix(ckpt, tmp_path, capsys):
     meta = file_provenance(out / "projected.png")
     assert meta["synthetic"] == "true" and meta["photo"] == "face.jpg" and meta["distance"] == "mse"
     assert file_provenance(out / "target.png")["synthetic"] == "false"
-    assert file_provenance(out / "projection.gif")["command"] == "project"
+    (video,) = [v for v in out.glob("projection.*") if v.suffix in (".mp4", ".gif")]  # mp4 with ffmpeg
+    assert file_provenance(video)["command"] == "project"
     assert stylemix_main([str(ckpt), "--row-latent", str(out / "projected_w.npz"), "--cols", "1,2",
                           "--outdir", str(tmp_path / "mix")]) == 0
     assert Image.open(tmp_path / "mix" / "stylemix-grid.png").size == (3 * 32, 2 * 32)

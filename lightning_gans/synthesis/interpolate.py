@@ -4,16 +4,23 @@
 sqrt(z_dim), where the mapping network was trained) and maps every frame; `--space w` walks
 straight lines between the (truncated) ws. `--frames F` is the number of steps per keyframe
 pair: K keyframes give (K - 1) * F + 1 frames, the first and last being the endpoints' images.
+
+Given a StarGAN v2 checkpoint, the same command walks the style code s of one --source face
+instead (see style_interp.py): between the style-encoder codes of --references A.png,B.png,...
+or the mapping-network codes of --seeds, in --domain y.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..checkpoint import safe_load
 from .common import (
     SynthesisError,
     add_common_args,
@@ -29,7 +36,7 @@ from .generate import as_generator
 from .images import provenance, save_png, to_uint8
 from .latents import seeds_to_z
 from .load import LoadedGenerator, load_generator
-from .video import write_video
+from .video import FORMATS, check_format, write_video
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -76,10 +83,21 @@ def interpolation_ws(
                              truncation_cutoff, update_w_avg=False)
     ws = keys if isinstance(keys, torch.Tensor) else seeds_to_ws(G, keys, truncation_psi, truncation_cutoff,
                                                                  class_idx)
-    ws = ws.to(device)
-    tt = t.float().to(device).view(-1, 1, 1)
-    parts = [torch.cat([ws[i : i + 1], ws[i].lerp(ws[i + 1], tt)[1:]]) for i in range(K - 1)]
-    return torch.cat(parts + [ws[-1:]])
+    return lerp_keyframes(ws.to(device), frames)
+
+
+def lerp_keyframes(keys: torch.Tensor, frames: int) -> torch.Tensor:
+    """Straight lines through keyframes [K, ...] -> [(K - 1) * frames + 1, ...].
+
+    The keyframes themselves are copied, not recomputed as a + 0 * (b - a), so the path's ends
+    are bit-equal to the keyframes and the endpoint images match the non-interpolating commands.
+    """
+    if frames < 1:
+        raise SynthesisError(f"--frames {frames}: need at least 1 frame per keyframe pair")
+    t = path_fractions(frames).to(device=keys.device, dtype=keys.dtype)
+    t = t.view(-1, *([1] * (keys.ndim - 1)))
+    parts = [torch.cat([keys[i : i + 1], keys[i].lerp(keys[i + 1], t)[1:]]) for i in range(keys.shape[0] - 1)]
+    return torch.cat(parts + [keys[-1:]])
 
 
 def interpolate(
@@ -102,26 +120,74 @@ def interpolate(
     return run_synthesis(gen.G, ws, noise_mode, batch), ws
 
 
+# Flags of one model family only: given (not at their default) with the other family's checkpoint,
+# they are an error rather than silently ignored.
+STYLEGAN_ONLY = {"truncation": "--truncation", "truncation_cutoff": "--truncation-cutoff", "class_idx": "--class",
+                 "noise": "--noise", "latent": "--latent", "space": "--space"}
+STARGAN_ONLY = {"source": "--source", "references": "--references", "domain": "--domain"}
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str | None:
+    """model_config["kind"] of a checkpoint (None without one), read memory-mapped so that the
+    loader's full read that follows is the only one; errors are safe_load's clear ones."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, missing, unsafe...: safe_load says which, or loads it
+        ckpt = safe_load(path)
+    config = ckpt.get("model_config") if isinstance(ckpt, dict) else None
+    return str(config["kind"]) if isinstance(config, dict) and "kind" in config else None
+
+
+def given(a: argparse.Namespace, p: argparse.ArgumentParser, flags: dict[str, str]) -> list[str]:
+    """The flags of `flags` whose value differs from the parser's default."""
+    return [flag for dest, flag in flags.items() if getattr(a, dest) != p.get_default(dest)]
+
+
+def write_walk(frames: np.ndarray, outdir: Path, meta: dict, fps: float, fmt: str, no_frames: bool,
+               frame_meta: Callable[[int], dict] = lambda i: {}) -> Path:
+    """PNG frames (each with provenance, plus `frame_meta(i)`) under outdir/frames and the video."""
+    if not no_frames:
+        for i, f in enumerate(frames):
+            save_png(f, outdir / "frames" / f"frame{i:05d}.png", provenance(**meta, frame=i, **frame_meta(i)))
+    return write_video(frames, outdir / "interpolation", fps, provenance(**meta, num_frames=len(frames), fps=fps),
+                       fmt)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lightning-gans interpolate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--seeds", default=None, help="keyframe seeds, e.g. 1,2,3")
+    p.add_argument("--seeds", default=None, help="keyframe seeds, e.g. 1,2,3 (StarGAN v2: latent-guided styles)")
     p.add_argument("--latent", default=None, help=".npz latent file whose ws are appended as keyframes")
     p.add_argument("--frames", type=int, default=60, help="frames per keyframe pair (default 60)")
     p.add_argument("--space", default="w", choices=["w", "z"], help="interpolate in W (lerp) or Z (slerp)")
     p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--format", default="auto", choices=["auto", "mp4", "gif"],
+    p.add_argument("--format", default="auto", choices=list(FORMATS),
                    help="video format (auto: mp4 when imageio-ffmpeg is installed, else GIF)")
     p.add_argument("--no-frames", action="store_true", help="write only the video, not the PNG frames")
+    g = p.add_argument_group("StarGAN v2 checkpoints (style-code interpolation; --network G_ema = EMA nets)")
+    g.add_argument("--source", default=None, help="the one source face every frame translates")
+    g.add_argument("--references", default=None, help="keyframe reference faces: A.png,B.png[,...] or a folder")
+    g.add_argument("--domain", default=None, help="target domain: index (or a name the checkpoint stores)")
     a = p.parse_args(argv)
-    seeds = parse_int_list(a.seeds) if a.seeds else []
-    if a.format == "mp4":
-        from .video import have_ffmpeg
+    if a.fps <= 0:
+        raise SynthesisError(f"--fps {a.fps}: must be > 0")
+    kind = checkpoint_kind(a.ckpt)
+    if kind == "stargan_v2":
+        wrong = given(a, p, STYLEGAN_ONLY)
+        if wrong:
+            raise SynthesisError(f"{', '.join(wrong)}: StyleGAN option(s), but {a.ckpt} is a StarGAN v2 checkpoint; "
+                                 "it interpolates style codes: give --source, --references A,B (or --seeds) "
+                                 "and --domain")
+        from .style_interp import run_cli
 
-        if not have_ffmpeg():
-            raise SynthesisError("--format mp4 needs imageio and imageio-ffmpeg (pip install imageio-ffmpeg); "
-                                 "or use --format gif")
+        return run_cli(a)
+    wrong = given(a, p, STARGAN_ONLY)
+    if wrong:
+        raise SynthesisError(f"{', '.join(wrong)}: StarGAN v2 option(s), but {a.ckpt} holds a {kind!r} model; "
+                             "give --seeds (and/or --latent) to walk its latent space")
+    seeds = parse_int_list(a.seeds) if a.seeds else []
+    check_format(a.format)
     outdir = prepare_outdir(a.outdir)
     gen = load_generator(a.ckpt, a.network, a.device)
     kw = dict(truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, class_idx=a.class_idx)
@@ -137,10 +203,6 @@ def main(argv: list[str] | None = None) -> int:
                 truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, noise_mode=a.noise,
                 class_idx=a.class_idx)
     frames = to_uint8(imgs)
-    if not a.no_frames:
-        for i, f in enumerate(frames):
-            save_png(f, outdir / "frames" / f"frame{i:05d}.png", provenance(**meta, frame=i))
-    video = write_video(frames, outdir / "interpolation", a.fps, provenance(**meta, num_frames=len(frames)),
-                        a.format)
+    video = write_walk(frames, outdir, meta, a.fps, a.format, a.no_frames)
     print(f"wrote {len(frames)} frames" + ("" if a.no_frames else f" to {outdir / 'frames'}") + f" and {video}")
     return 0
