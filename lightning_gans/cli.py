@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("lightning_gans.interop.convert", "main",
                 "import official StyleGAN2-ADA / rosinality / StarGAN v2 checkpoints, or export ours"),
     "fid": ("lightning_gans.metrics.cli", "main", "FID (and KID) between two image folders or shard sets"),
+    "evaluate": ("lightning_gans.metrics.evaluate", "main", "metrics of a checkpoint (fid50k_full, kid, pr, ppl)"),
 }
 
 USAGE = "usage: lightning-gans COMMAND [ARGS]\n\ncommands:\n" + "\n".join(
