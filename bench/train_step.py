@@ -130,17 +130,26 @@ def official_phases(args, batch: int, device: torch.device):
             "pl": lambda: phase("Greg", G, opt_g, 4)}
 
 
-def median_ms(fn, warmup: int, repeats: int, sync) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
+def interleaved_ms(modes: dict[str, tuple[str | None, dict]], warmup: int, repeats: int, sync) -> dict:
+    """Median ms of every (mode, phase), timed round-robin, one call of each per round, so that
+    load from other processes hits all modes alike (ratios stay meaningful on a busy machine)."""
+    def call(ops, fn):
+        if ops is not None:
+            os.environ["LG_OPS"] = ops
         sync()
         t = time.perf_counter()
         fn()
         sync()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        return (time.perf_counter() - t) * 1000
+
+    times = {mode: {k: [] for k in fns} for mode, (_, fns) in modes.items()}
+    for r in range(warmup + repeats):
+        for mode, (ops, fns) in modes.items():
+            for k, fn in fns.items():
+                ms = call(ops, fn)
+                if r >= warmup:
+                    times[mode][k].append(ms)
+    return {mode: {k: statistics.median(v) for k, v in t.items()} for mode, t in times.items()}
 
 
 def main() -> None:
@@ -155,17 +164,13 @@ def main() -> None:
     p.add_argument("--official", metavar="DIR", help="also time a stylegan2-ada-pytorch checkout")
     args = p.parse_args()
     sync = torch.cuda.synchronize if args.device.type == "cuda" else (lambda: None)
-    results = {}
+    modes = {}
     for mode in ("ref", "compiled"):
         os.environ["LG_OPS"] = mode
-        m = build(args)
-        fns = phases(m, args.batch, args.device)
-        results[mode] = {k: median_ms(f, args.warmup, args.repeats, sync) for k, f in fns.items()}
-        print(f"{mode}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results[mode].items()), flush=True)
+        modes[mode] = (mode, phases(build(args), args.batch, args.device))
     if args.official:
-        fns = official_phases(args, args.batch, args.device)
-        results["official"] = {k: median_ms(f, args.warmup, args.repeats, sync) for k, f in fns.items()}
-        print("official: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results["official"].items()), flush=True)
+        modes["official"] = ("ref", official_phases(args, args.batch, args.device))
+    results = interleaved_ms(modes, args.warmup, args.repeats, sync)
     for r in results.values():
         r["amortized"] = r["iter"] + r["r1"] / 16 + r["pl"] / 4
     off = results.get("official")
