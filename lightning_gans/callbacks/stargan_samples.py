@@ -5,6 +5,7 @@ domain, latent); styles are lerp(mean style of the domain, F_ema(z, domain), psi
 official `translate_using_latent`. Reference-guided: a sources x references table; the first
 row the sources, then per reference the reference itself followed by the sources in its style.
 Sources and references are the first images of the first training batch, kept for the run.
+With high-pass skips (w_hpf > 0) the sources' face masks come from the module's FAN.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from PIL import Image
 
 from ..synthesis.images import make_grid, provenance, save_png
 from ..synthesis.latents import seeds_to_z
+
+
+def _masks(pl_module, x: torch.Tensor):
+    """The generator's FAN masks of x (w_hpf > 0), else None."""
+    fan_masks = getattr(pl_module, "fan_masks", None)
+    return fan_masks(x) if fan_masks is not None else None
 
 
 class StarGANSampleGrid(pl.Callback):
@@ -60,13 +67,14 @@ class StarGANSampleGrid(pl.Callback):
         dev = mean_styles.device
         x_src = x_src.to(dev)
         s = x_src.shape[0]
+        masks = _masks(pl_module, x_src)
         z = seeds_to_z(self.seeds, pl_module.hparams.latent_dim).to(dev)
         rows = [x_src]
         for d in range(pl_module.hparams.num_domains):
             y = torch.full((len(self.seeds),), d, dtype=torch.int64, device=dev)
             styles = torch.lerp(mean_styles[d].expand(len(self.seeds), -1), F(z, y), psi)
             for style in styles:
-                rows.append(G(x_src, style.expand(s, -1)))
+                rows.append(G(x_src, style.expand(s, -1), masks=masks))
         return torch.cat(rows).cpu()
 
     @torch.no_grad()
@@ -78,10 +86,11 @@ class StarGANSampleGrid(pl.Callback):
         dev = pl_module.device
         x_src, x_ref, y_ref = x_src.to(dev), x_ref.to(dev), y_ref.to(dev)
         s = x_src.shape[0]
+        masks = _masks(pl_module, x_src)
         styles = E(x_ref, y_ref)
         rows = [torch.cat([torch.ones_like(x_src[:1]), x_src])]
         for k in range(x_ref.shape[0]):
-            rows.append(torch.cat([x_ref[k : k + 1], G(x_src, styles[k].expand(s, -1))]))
+            rows.append(torch.cat([x_ref[k : k + 1], G(x_src, styles[k].expand(s, -1), masks=masks)]))
         return torch.cat(rows).cpu()
 
     def _emit(self, trainer: pl.Trainer, pl_module) -> None:

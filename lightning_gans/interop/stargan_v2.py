@@ -3,17 +3,27 @@
 Our models/stargan_v2.py uses the official key names, so the state dicts load by name; what this
 adds is reading the constructor arguments off the tensor shapes (img_size, style_dim,
 latent_dim, num_domains, max_conv_dim, w_hpf), tolerating the `hpf.filter` buffer that older
-files lack, and skipping a `fan` entry (the face-landmark network is not one of ours).
+files lack, and skipping a `fan` entry (the face-landmark network is not a trained network here).
+
+The face-landmark network (models/fan.py) that w_hpf > 0 models need for their masks is read
+from its own weights file by `load_fan` (the official `wing.ckpt`, or an official nets file's
+`fan` entry); `resolve_fan_weights` finds that file from an argument or $LG_FAN_WEIGHTS.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import pickle
 import re
+import struct
+from pathlib import Path
 
 import torch
 
+from ..checkpoint import atomic_save
 from ..errors import CheckpointError
+from ..models.fan import FAN, FAN_ENV, FAN_SOURCE, MissingFANWeightsError
 from ..models.stargan_v2 import NETWORK_NAMES, Discriminator, Generator, MappingNetwork, StyleEncoder, he_init_
 
 SKIPPED_ENTRIES = ("fan",)
@@ -135,3 +145,72 @@ def official_from_module(sd: dict) -> dict[str, dict[str, dict]]:
             if sub:
                 out[tag][name] = sub
     return out
+
+
+# ---- the face-landmark network (FAN) of the w_hpf > 0 masks ------------------------------------
+
+FAN_FORMAT = "lightning-gans-fan"  # our own file: {"format", "fan_config", "state_dict"}
+
+
+def resolve_fan_weights(path: str | os.PathLike | None, key: str, user: str = "this StarGAN v2 model") -> Path:
+    """The FAN weights file: `path` if given, else $LG_FAN_WEIGHTS; an existing file or a
+    one-line MissingFANWeightsError naming `user`, the key to set, the env var and the source."""
+    origin = key
+    if path is None or str(path) == "":
+        path, origin = os.environ.get(FAN_ENV) or None, f"${FAN_ENV}"
+    if path is None:
+        raise MissingFANWeightsError(
+            f"{user} has high-pass skips, whose masks come from the FAN face-landmark network, "
+            f"but no FAN weights file was given: set {key}=PATH (or the environment variable {FAN_ENV}=PATH) "
+            f"to {FAN_SOURCE}; or use a w_hpf=0 model")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise MissingFANWeightsError(
+            f"FAN weights file {p} (from {origin}) does not exist; {user} needs it for its masks: "
+            f"point {key} or ${FAN_ENV} at {FAN_SOURCE}")
+    return p
+
+
+def _fan_state_dict(obj: object, source: str) -> dict:
+    if isinstance(obj, dict):
+        if isinstance(obj.get("state_dict"), dict):  # wing.ckpt and our own format
+            return obj["state_dict"]
+        if isinstance(obj.get("fan"), dict):  # official {step}_nets(_ema).ckpt of a w_hpf > 0 model
+            return obj["fan"]
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):  # a bare state dict
+            return obj
+        if is_stargan_v2(obj):
+            raise CheckpointError(f"{source} is an official StarGAN v2 checkpoint without a 'fan' entry "
+                                  f"(a w_hpf=0 model's); give {FAN_SOURCE}")
+    raise CheckpointError(f"{source} holds no FAN weights (expected a dict with 'state_dict' or 'fan'); "
+                          f"give {FAN_SOURCE}")
+
+
+def load_fan(path: str | os.PathLike) -> FAN:
+    """The FAN of a weights file (see FAN.from_file), loaded with torch.load(weights_only=True):
+    nothing in the file is run. Frozen, eval mode, on the CPU."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFANWeightsError(f"FAN weights file {path} does not exist; give {FAN_SOURCE}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"FAN weights file {path} holds objects that a weights-only load refuses "
+                              f"({first}); re-save its state dict with torch.save") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, struct.error) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"FAN weights file {path} is unreadable or truncated ({first})") from None
+    fan = FAN.from_state_dict(_fan_state_dict(obj, str(path)), source=f"FAN weights file {path}")
+    if isinstance(obj, dict) and obj.get("format") == FAN_FORMAT and obj.get("fan_config") not in (None, fan.config()):
+        raise CheckpointError(f"FAN weights file {path}: fan_config {obj['fan_config']} does not match its "
+                              f"weights ({fan.config()}); the file is damaged or hand-edited")
+    return fan
+
+
+def save_fan(fan: FAN, path: str | os.PathLike, official: bool = False) -> Path:
+    """Write `fan` in our format, or with official=True exactly as the official `wing.ckpt`
+    ({'state_dict': ...}, same key names). Atomic."""
+    sd = {k: v.detach().cpu().clone() for k, v in fan.state_dict().items()}
+    obj = {"state_dict": sd} if official else {"format": FAN_FORMAT, "fan_config": fan.config(), "state_dict": sd}
+    return atomic_save(obj, path)

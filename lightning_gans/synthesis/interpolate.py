@@ -124,7 +124,8 @@ def interpolate(
 # they are an error rather than silently ignored.
 STYLEGAN_ONLY = {"truncation": "--truncation", "truncation_cutoff": "--truncation-cutoff", "class_idx": "--class",
                  "noise": "--noise", "latent": "--latent", "space": "--space"}
-STARGAN_ONLY = {"source": "--source", "references": "--references", "domain": "--domain"}
+STARGAN_ONLY = {"source": "--source", "references": "--references", "domain": "--domain",
+                "fan_weights": "--fan-weights"}
 
 
 def checkpoint_kind(path: str | os.PathLike) -> str | None:
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--source", default=None, help="the one source face every frame translates")
     g.add_argument("--references", default=None, help="keyframe reference faces: A.png,B.png[,...] or a folder")
     g.add_argument("--domain", default=None, help="target domain: index (or a name the checkpoint stores)")
+    g.add_argument("--fan-weights", default=None,
+                   help="w_hpf > 0 models: the FAN file of the generator's masks (default: $LG_FAN_WEIGHTS)")
     a = p.parse_args(argv)
     if a.fps <= 0:
         raise SynthesisError(f"--fps {a.fps}: must be > 0")

@@ -10,6 +10,8 @@ last frames are the reference-guided (or latent-guided) `transfer` outputs.
 
 `lightning-gans interpolate CKPT --source FACE --references A.png,B.png --domain y` (or
 `--seeds 1,2,3` for mapping-network codes) dispatches here when CKPT holds a StarGAN v2 model.
+A model with high-pass skips (w_hpf > 0) masks the source with the face-landmark network, whose
+weights come from `fan_weights` / $LG_FAN_WEIGHTS (and --fan-weights where the CLI offers it).
 """
 
 from __future__ import annotations
@@ -89,10 +91,11 @@ def interpolate_styles(
     network: str = "ema",
     batch: int = 16,
     device: torch.device | str = "cpu",
+    fan_weights: str | os.PathLike | None = None,  # w_hpf > 0 models (None: $LG_FAN_WEIGHTS)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images [T, 3, R, R] float32 CPU, unclamped; styles [T, style_dim]) with T = (K - 1) * frames + 1."""
     net = model if isinstance(model, LoadedStarGAN) else load_stargan(model, NETWORK_ALIASES.get(network, network),
-                                                                      device)
+                                                                      device, fan_weights=fan_weights)
     y = net.domain_index(domain)
     if frames < 1:
         raise SynthesisError(f"--frames {frames}: need at least 1 frame per keyframe pair")
@@ -118,10 +121,12 @@ def render(net: LoadedStarGAN, x_src: torch.Tensor, styles: torch.Tensor, batch:
     """G(x_src, s) for every style s [K, style_dim] -> [K, 3, R, R] float32 CPU, `batch` at a time."""
     dev = next(net.G.parameters()).device
     batch = max(1, batch)
+    masks = net.masks(x_src)  # w_hpf > 0: the one source's masks, shared by every frame
     out = []
     for i in range(0, styles.shape[0], batch):
         s = styles[i:i + batch].to(dev)
-        out.append(net.G(x_src.expand(s.shape[0], -1, -1, -1).contiguous().to(dev), s).float().cpu())
+        m = None if masks is None else [t.expand(s.shape[0], -1, -1, -1) for t in masks]
+        out.append(net.G(x_src.expand(s.shape[0], -1, -1, -1).contiguous().to(dev), s, masks=m).float().cpu())
     return torch.cat(out)
 
 
@@ -139,7 +144,8 @@ def run_cli(a: argparse.Namespace) -> int:
         raise SynthesisError(f"--frames {a.frames}: need at least 1 frame per keyframe pair")
     seeds = parse_int_list(a.seeds) if a.seeds is not None else None
     check_format(a.format)
-    net = load_stargan(a.ckpt, NETWORK_ALIASES[a.network], a.device)
+    # --fan-weights exists once `interpolate` declares it; $LG_FAN_WEIGHTS works regardless.
+    net = load_stargan(a.ckpt, NETWORK_ALIASES[a.network], a.device, fan_weights=getattr(a, "fan_weights", None))
     y = net.domain_index(a.domain)
     x_src, src_files = load_input(a.source, net.img_size, "--source")
     check_one_source(x_src)

@@ -3,12 +3,15 @@
 Reference-guided: the style of each reference (style encoder of the target domain) is applied
 to each source. Latent-guided: styles from the mapping network of the target domain for seeds.
 Every PNG carries provenance (checkpoint sha256, domain, source/reference file or seed).
+Models with high-pass skips (w_hpf > 0) also need the face-landmark network's weights
+(--fan-weights PATH or $LG_FAN_WEIGHTS), whose sha256 the PNGs then carry too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from ..checkpoint import file_sha256, safe_load
 from ..data.images import center_square, to_rgb
 from ..errors import CheckpointError, DataError
+from ..interop.stargan_v2 import load_fan, resolve_fan_weights
+from ..models.fan import FAN
 from ..models.stargan_v2 import build_networks
 from .common import SynthesisError, check_seeds, parse_int_list, prepare_outdir
 from .images import make_grid, provenance, save_png, to_uint8
@@ -43,10 +48,24 @@ class LoadedStarGAN:
     path: Path
     sha256: str
     domain_names: list[str] = field(default_factory=list)
+    fan: FAN | None = None  # w_hpf > 0: the face-landmark network of the generator's masks
+    fan_sha256: str | None = None
 
     def provenance(self) -> dict[str, str]:
-        return {"model_kind": "stargan_v2", "model_name": self.name, "network": self.network,
-                "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
+        out = {"model_kind": "stargan_v2", "model_name": self.name, "network": self.network,
+               "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
+        if self.fan_sha256:
+            out["fan_sha256"] = self.fan_sha256
+        return out
+
+    @torch.no_grad()
+    def masks(self, x: torch.Tensor, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The generator's masks of images x [N,3,R,R] (on G's device), or None without skips."""
+        if self.fan is None:
+            return None
+        dev = next(self.G.parameters()).device
+        parts = [self.fan.masks(x[i:i + batch].to(dev)) for i in range(0, x.shape[0], max(1, batch))]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def domain_index(self, domain: int | str) -> int:
         """A domain index from an int, a digit string, or a name the checkpoint stores."""
@@ -66,8 +85,9 @@ class LoadedStarGAN:
 
 
 def load_stargan(path: str | os.PathLike, network: str = "ema",
-                 device: torch.device | str = "cpu") -> LoadedStarGAN:
-    """Rebuild G/F/E (EMA copies by default) of a StarGAN v2 checkpoint (weights-only load)."""
+                 device: torch.device | str = "cpu", fan_weights: str | os.PathLike | None = None) -> LoadedStarGAN:
+    """Rebuild G/F/E (EMA copies by default) of a StarGAN v2 checkpoint (weights-only load);
+    a w_hpf > 0 model also loads the FAN from fan_weights (None: $LG_FAN_WEIGHTS)."""
     if network not in NETWORKS:
         raise CheckpointError(f"--network {network!r} is not one of {', '.join(NETWORKS)}")
     path = Path(path)
@@ -80,9 +100,16 @@ def load_stargan(path: str | os.PathLike, network: str = "ema",
         raise CheckpointError(f"checkpoint {path} holds a {config['kind']!r} model; `transfer` needs a "
                               "StarGAN v2 checkpoint (kind 'stargan_v2')")
     kwargs = dict(config.get("net_kwargs") or {})
+    hparams = ckpt.get("hyper_parameters") or {}
+    fan = fan_sha = None
     if float(kwargs.get("w_hpf", 1)) > 0:
-        raise CheckpointError(f"checkpoint {path}: w_hpf={kwargs.get('w_hpf', 1)} > 0 needs face-landmark "
-                              "(FAN) masks, which `transfer` does not compute yet; use a w_hpf=0 model")
+        fan_path = resolve_fan_weights(fan_weights, "--fan-weights", user=f"checkpoint {path} (w_hpf="
+                                       f"{kwargs.get('w_hpf', 1)})")
+        fan, fan_sha = load_fan(fan_path).to(device), file_sha256(fan_path)
+        trained = hparams.get("fan_sha256")
+        if trained and trained != fan_sha:
+            warnings.warn(f"FAN weights {fan_path} (sha256 {fan_sha[:12]}...) are not those checkpoint {path} "
+                          f"was trained with (sha256 {trained[:12]}..., {hparams.get('fan_weights')})", stacklevel=2)
     nets = build_networks(**kwargs, he_init=False)
     state = ckpt.get("state_dict") or {}
     suffix = "_ema" if network == "ema" else ""
@@ -100,12 +127,13 @@ def load_stargan(path: str | os.PathLike, network: str = "ema",
             raise CheckpointError(f"checkpoint {path}: {attr}{suffix} weights do not match its "
                                   f"model_config ({first}); the file is damaged or hand-edited") from None
         loaded[attr] = nets[key].eval().requires_grad_(False).to(device)
-    names = ckpt.get("domain_names") or (ckpt.get("hyper_parameters") or {}).get("domain_names") or []
+    names = ckpt.get("domain_names") or hparams.get("domain_names") or []
     G = loaded["G"]
     return LoadedStarGAN(G=G, F=loaded["F"], E=loaded["E"], img_size=G.img_size,
                          num_domains=loaded["F"].num_domains, latent_dim=loaded["F"].latent_dim,
                          name=str(config.get("name", "?")), network=network, path=path,
-                         sha256=file_sha256(path), domain_names=[str(n) for n in names])
+                         sha256=file_sha256(path), domain_names=[str(n) for n in names], fan=fan,
+                         fan_sha256=fan_sha)
 
 
 def list_images(path: str | os.PathLike, what: str) -> list[Path]:
@@ -170,12 +198,18 @@ def transfer(
     batch = max(1, batch)
     S = x_src.shape[0]
     out = {"source": x_src}
+    src_masks = net.masks(x_src, batch)  # once per source (w_hpf > 0), shared by every style
 
     def translate(styles: torch.Tensor) -> torch.Tensor:
         """styles [K, style_dim] -> [K, S, 3, R, R]: every style applied to every source."""
-        xs = x_src.unsqueeze(0).expand(styles.shape[0], -1, -1, -1, -1).reshape(-1, *x_src.shape[1:])
+        def per_style(t: torch.Tensor) -> torch.Tensor:
+            return t.unsqueeze(0).expand(styles.shape[0], *t.shape).reshape(-1, *t.shape[1:])
+
+        xs = per_style(x_src)
+        ms = [per_style(m) for m in src_masks] if src_masks is not None else None
         ss = styles.unsqueeze(1).expand(-1, S, -1).reshape(-1, styles.shape[1])
-        res = [net.G(xs[i:i + batch].to(dev), ss[i:i + batch].to(dev)).float().cpu()
+        res = [net.G(xs[i:i + batch].to(dev), ss[i:i + batch].to(dev),
+                     masks=None if ms is None else [m[i:i + batch] for m in ms]).float().cpu()
                for i in range(0, xs.shape[0], batch)]
         return torch.cat(res).reshape(styles.shape[0], S, *x_src.shape[1:])
 
@@ -215,13 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--network", default="ema", choices=NETWORKS, help="EMA nets (default) or trained ones")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch", type=int, default=16, help="images per forward pass")
+    p.add_argument("--fan-weights", default=None, help="w_hpf > 0 models: face-landmark (FAN) weights, the "
+                   "official StarGAN v2 wing.ckpt (default: $LG_FAN_WEIGHTS)")
     a = p.parse_args(argv)
     seeds = parse_int_list(a.latent_seeds, "--latent-seeds") if a.latent_seeds is not None else None
     if a.reference is None and not seeds:
         raise SynthesisError("nothing to do: give --reference and/or --latent-seeds")
     if a.grid and a.reference is None:
         raise SynthesisError("--grid needs --reference (the grid is sources x references)")
-    net = load_stargan(a.ckpt, a.network, a.device)
+    net = load_stargan(a.ckpt, a.network, a.device, fan_weights=a.fan_weights)
     y = net.domain_index(a.domain)
     src_files = list_images(a.source, "--source")
     ref_files = list_images(a.reference, "--reference") if a.reference is not None else []
