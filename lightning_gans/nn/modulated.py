@@ -58,6 +58,8 @@ def modulated_conv2d(
             x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
             flip_weight=flip_weight,
         )
+        if demodulate and noise is not None:  # one pass over x instead of two
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(N, -1, 1, 1)
         if noise is not None:
