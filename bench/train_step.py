@@ -131,8 +131,9 @@ def official_phases(args, batch: int, device: torch.device):
 
 
 def interleaved_ms(modes: dict[str, tuple[str | None, dict]], warmup: int, repeats: int, sync) -> dict:
-    """Median ms of every (mode, phase), timed round-robin, one call of each per round, so that
-    load from other processes hits all modes alike (ratios stay meaningful on a busy machine)."""
+    """ms of every (mode, phase) per round, timed round-robin, one call of each per round, so
+    that load from other processes hits all modes alike (ratios stay meaningful on a busy
+    machine, where absolute times drift by 10-20%)."""
     def call(ops, fn):
         if ops is not None:
             os.environ["LG_OPS"] = ops
@@ -149,7 +150,9 @@ def interleaved_ms(modes: dict[str, tuple[str | None, dict]], warmup: int, repea
                 ms = call(ops, fn)
                 if r >= warmup:
                     times[mode][k].append(ms)
-    return {mode: {k: statistics.median(v) for k, v in t.items()} for mode, t in times.items()}
+    for t in times.values():
+        t["amortized"] = [i + r / 16 + p / 4 for i, r, p in zip(t["iter"], t["r1"], t["pl"])]
+    return times
 
 
 def main() -> None:
@@ -170,9 +173,8 @@ def main() -> None:
         modes[mode] = (mode, phases(build(args), args.batch, args.device))
     if args.official:
         modes["official"] = ("ref", official_phases(args, args.batch, args.device))
-    results = interleaved_ms(modes, args.warmup, args.repeats, sync)
-    for r in results.values():
-        r["amortized"] = r["iter"] + r["r1"] / 16 + r["pl"] / 4
+    times = interleaved_ms(modes, args.warmup, args.repeats, sync)
+    results = {mode: {k: statistics.median(v) for k, v in t.items()} for mode, t in times.items()}
     off = results.get("official")
     print(f"{'phase':10s} {'ref ms':>10s} {'compiled ms':>12s} {'ref/comp':>9s}"
           + (f" {'official ms':>12s} {'comp/official':>14s}" if off else ""))
@@ -186,6 +188,9 @@ def main() -> None:
         extra = {"official_iter_ms": round(off["iter"], 1), "official_amortized_ms": round(off["amortized"], 1),
                  "vs_official_iter": round(c["iter"] / off["iter"], 3),
                  "vs_official_amortized": round(c["amortized"] / off["amortized"], 3)}
+        for k in ("iter", "amortized"):  # median of the per-round ratios: robust to drifting load
+            paired = [a / b for a, b in zip(times["compiled"][k], times["official"][k])]
+            extra[f"vs_official_{k}_paired"] = round(statistics.median(paired), 3)
     print(json.dumps({"iter_ms": round(c["iter"], 1), "amortized_ms": round(c["amortized"], 1),
                       "ref_iter_ms": round(results["ref"]["iter"], 1),
                       "ref_amortized_ms": round(results["ref"]["amortized"], 1), **extra,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bind_common.h"
+#include "scaled_bias_act.h"
 
 namespace {
 
@@ -111,9 +112,98 @@ torch::Tensor bias_act(torch::Tensor x, std::optional<torch::Tensor> b,
     return out;
 }
 
+// Checks and parameters of scaled_bias_act: x [N, C, H, W] (NCHW or channels-last),
+// scale [N, C], noise [N, 1, H, W], b [C], all of x's dtype.
+ScaledBiasActParams sba_params(const torch::Tensor& x, const std::optional<torch::Tensor>& scale,
+                               const std::optional<torch::Tensor>& noise,
+                               const std::optional<torch::Tensor>& b, int act, double alpha,
+                               double gain, double clamp) {
+    TORCH_CHECK(x.device().is_cpu() && x.dim() == 4, "scaled_bias_act (cpu kernels): x must be a 4-D CPU tensor");
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "scaled_bias_act (cpu kernels): x must be float32 or float64, got ", x.scalar_type());
+    TORCH_CHECK(act >= 1 && act <= 3, "scaled_bias_act: activation must be linear, relu or lrelu");
+    TORCH_CHECK(gain > 0, "scaled_bias_act: gain must be > 0");
+    const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    TORCH_CHECK(!scale || scale->sizes() == torch::IntArrayRef({N, C}), "scaled_bias_act: scale must be [N, C]");
+    TORCH_CHECK(!noise || noise->sizes() == torch::IntArrayRef({N, 1, H, W}),
+                "scaled_bias_act: noise must be [N, 1, H, W]");
+    TORCH_CHECK(!b || b->sizes() == torch::IntArrayRef({C}), "scaled_bias_act: b must be [C]");
+    for (const auto* t : {&scale, &noise, &b})
+        TORCH_CHECK(!*t || ((*t)->scalar_type() == x.scalar_type() && (*t)->device().is_cpu()),
+                    "scaled_bias_act: scale, noise and b must have x's dtype and device");
+    ScaledBiasActParams p{};
+    p.N = N, p.C = C, p.HW = H * W;
+    p.nhwc = lg::is_channels_last(x);
+    p.has_scale = scale.has_value(), p.has_noise = noise.has_value(), p.has_bias = b.has_value();
+    p.act = act, p.alpha = alpha, p.gain = gain, p.clamp = clamp;
+    p.num_threads = threads_for(4.0 * double(x.numel()));
+    return p;
+}
+
+template <typename T>
+const T* cptr(const std::optional<torch::Tensor>& t) {
+    return t ? t->data_ptr<T>() : nullptr;
+}
+
+torch::Tensor scaled_bias_act_fwd(torch::Tensor x, std::optional<torch::Tensor> scale,
+                                  std::optional<torch::Tensor> noise, std::optional<torch::Tensor> b,
+                                  int act, double alpha, double gain, double clamp) {
+    const ScaledBiasActParams p = sba_params(x, scale, noise, b, act, alpha, gain, clamp);
+    const auto format = p.nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    x = x.contiguous(format);
+    for (auto* t : {&scale, &noise, &b})
+        if (*t) **t = (*t)->contiguous();
+    auto y = torch::empty_like(x, format);
+    if (x.numel() == 0) return y;
+    if (x.scalar_type() == torch::kFloat)
+        scaled_bias_act_fwd_cpu<float>(p, x.data_ptr<float>(), cptr<float>(scale), cptr<float>(noise),
+                                       cptr<float>(b), y.data_ptr<float>());
+    else
+        scaled_bias_act_fwd_cpu<double>(p, x.data_ptr<double>(), cptr<double>(scale), cptr<double>(noise),
+                                        cptr<double>(b), y.data_ptr<double>());
+    return y;
+}
+
+// [dx, dscale, dnoise, db]; an entry is an empty tensor where `need` says it is not wanted.
+std::vector<torch::Tensor> scaled_bias_act_bwd(torch::Tensor dy, torch::Tensor x, torch::Tensor y,
+                                               std::optional<torch::Tensor> scale, std::vector<bool> need,
+                                               int act, double alpha, double gain, double clamp) {
+    TORCH_CHECK(need.size() == 4, "scaled_bias_act: need must have 4 flags");
+    const ScaledBiasActParams p = sba_params(x, scale, std::nullopt, std::nullopt, act, alpha, gain, clamp);
+    TORCH_CHECK(dy.sizes() == x.sizes() && y.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type() &&
+                y.scalar_type() == x.scalar_type(), "scaled_bias_act: dy and y must match x");
+    const auto format = p.nhwc ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    x = x.contiguous(format), y = y.contiguous(format), dy = dy.contiguous(format);
+    if (scale) *scale = scale->contiguous();
+    const auto opt = x.options();
+    auto dx = need[0] ? torch::empty_like(x, format) : torch::Tensor();
+    auto dscale = need[1] ? torch::empty({p.N, p.C}, opt) : torch::Tensor();
+    auto dnoise = need[2] ? torch::empty({p.N, 1, x.size(2), x.size(3)}, opt) : torch::Tensor();
+    auto db = need[3] ? torch::empty({p.C}, opt) : torch::Tensor();
+    if (x.numel() == 0) {
+        for (auto* t : {&dscale, &dnoise, &db})
+            if (t->defined()) t->zero_();
+        return {dx, dscale, dnoise, db};
+    }
+    auto ptr = [](torch::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; };
+    if (x.scalar_type() == torch::kFloat)
+        scaled_bias_act_bwd_cpu<float>(p, dy.data_ptr<float>(), x.data_ptr<float>(), y.data_ptr<float>(),
+                                       cptr<float>(scale), static_cast<float*>(ptr(dx)),
+                                       static_cast<float*>(ptr(dscale)), static_cast<float*>(ptr(dnoise)),
+                                       static_cast<float*>(ptr(db)));
+    else
+        scaled_bias_act_bwd_cpu<double>(p, dy.data_ptr<double>(), x.data_ptr<double>(), y.data_ptr<double>(),
+                                        cptr<double>(scale), static_cast<double*>(ptr(dx)),
+                                        static_cast<double*>(ptr(dscale)), static_cast<double*>(ptr(dnoise)),
+                                        static_cast<double*>(ptr(db)));
+    return {dx, dscale, dnoise, db};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upfirdn2d on CPU tensors (see csrc/upfirdn2d.h)");
     m.def("bias_act", &bias_act, "bias_act on CPU tensors (see csrc/bias_act.h)");
+    m.def("scaled_bias_act_fwd", &scaled_bias_act_fwd, "modulated-conv epilogue (see csrc/scaled_bias_act.h)");
+    m.def("scaled_bias_act_bwd", &scaled_bias_act_bwd, "its gradient w.r.t. x, scale, noise and b");
 }

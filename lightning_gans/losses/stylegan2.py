@@ -36,21 +36,22 @@ def path_lengths(img: torch.Tensor, ws: torch.Tensor) -> torch.Tensor:
     return grad.square().sum(dim=2).mean(dim=1).sqrt()
 
 
-def style_mix(mapping: nn.Module, z: torch.Tensor, c: torch.Tensor | None, ws: torch.Tensor,
-              prob: float) -> torch.Tensor:
-    """With probability `prob`, take the ws after a random cutoff from a second latent.
+def style_mix(mapping: nn.Module, z: torch.Tensor, c: torch.Tensor | None, prob: float,
+              update_w_avg: bool = True) -> torch.Tensor:
+    """ws of z; with probability `prob`, those after a random cutoff come from a second latent.
 
     Style mixing regularization (StyleGAN, section 3.1): one cutoff per minibatch, drawn from
-    [1, num_ws), so the network cannot assume adjacent styles are correlated.
+    [1, num_ws), so the network cannot assume adjacent styles are correlated. Both latents go
+    through the mapping network as one batch (half the small matmuls); w_avg follows z only.
     """
-    if prob <= 0:
-        return ws
-    num_ws = ws.shape[1]
-    if torch.rand([]).item() >= prob:
-        return ws
+    num_ws = mapping.num_ws
+    if prob <= 0 or torch.rand([]).item() >= prob:
+        return mapping(z, c, update_w_avg=update_w_avg)
     cutoff = int(torch.randint(1, num_ws, []).item())
-    ws2 = mapping(torch.randn_like(z), c, update_w_avg=False)
-    return torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+    n = z.shape[0]
+    both = mapping(torch.cat([z, torch.randn_like(z)]), torch.cat([c, c]) if c is not None else None,
+                   update_w_avg=update_w_avg, w_avg_rows=n)
+    return torch.cat([both[:n, :cutoff], both[n:, cutoff:]], dim=1)
 
 
 class StyleGAN2Loss:
@@ -81,8 +82,7 @@ class StyleGAN2Loss:
         self.pl_mean = pl_mean if pl_mean is not None else torch.zeros([])
 
     def run_G(self, z, c, update_w_avg=True):
-        ws = self.G.mapping(z, c, update_w_avg=update_w_avg)
-        ws = style_mix(self.G.mapping, z, c, ws, self.style_mixing_prob)
+        ws = style_mix(self.G.mapping, z, c, self.style_mixing_prob, update_w_avg=update_w_avg)
         return self.G.synthesis(ws), ws
 
     def run_D(self, img, c):

@@ -22,6 +22,7 @@ from ..nn import (
     normalize_2nd_moment,
     preferred_layout,
 )
+from ..nn.layers import PreferredLayout, relayout_conv_weights
 from ..ops.upfirdn2d import setup_filter, upsample2d
 
 
@@ -78,6 +79,7 @@ class MappingNetwork(nn.Module):
         truncation_psi: float = 1,
         truncation_cutoff: int | None = None,  # truncate only the first ws (None = all)
         update_w_avg: bool = True,
+        w_avg_rows: int | None = None,  # only the first rows update w_avg (None = all)
     ) -> torch.Tensor:
         x = None
         if self.z_dim > 0:
@@ -93,7 +95,7 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
 
         if self.training and update_w_avg and self.w_avg_beta is not None and self.num_ws is not None:
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(x.detach()[:w_avg_rows].mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
@@ -196,7 +198,7 @@ class SynthesisNetwork(nn.Module):
         return img.contiguous()  # the layout users expect, whatever the blocks ran in
 
 
-class Generator(nn.Module):
+class Generator(PreferredLayout, nn.Module):
     """z, c -> image: mapping network then synthesis network."""
 
     def __init__(
@@ -216,6 +218,7 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        relayout_conv_weights(self)
 
     def forward(
         self, z, c=None, truncation_psi=1, truncation_cutoff=None, noise_mode="random",
@@ -298,7 +301,7 @@ class DiscriminatorEpilogue(nn.Module):
         return x
 
 
-class Discriminator(nn.Module):
+class Discriminator(PreferredLayout, nn.Module):
     """image [N, C, R, R] (+ label) -> logit [N, 1]."""
 
     def __init__(
@@ -340,6 +343,7 @@ class Discriminator(nn.Module):
             mbstd_group_size=mbstd_group_size,
             mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp,
         )
+        relayout_conv_weights(self)
 
     def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         R = self.img_resolution

@@ -35,6 +35,26 @@ def preferred_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
 
+def relayout_conv_weights(module: nn.Module) -> None:
+    """Store every 4-D parameter in the layout preferred_layout gives its device, so that a
+    convolution never reorders its weight (on the CPU, oneDNN would copy an NCHW weight for an
+    NHWC input in every forward and backward). Values are untouched; called after moves."""
+    for p in module.parameters():
+        if p.ndim == 4:
+            want = preferred_layout(p.detach())
+            if want.stride() != p.stride():
+                p.data = want
+
+
+class PreferredLayout:
+    """Mixin for whole networks: conv weights follow preferred_layout across .to()/.cuda()."""
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        relayout_conv_weights(self)
+        return out
+
+
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Scale each vector to unit root-mean-square (the mapping network's input normalization)."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
@@ -112,13 +132,18 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        act_gain = self.act_gain * gain
+        # A linear layer without bias or clamp (D's skip convs): the gain rides on the weight
+        # instead of costing a pass over the output.
+        folded = self.activation == "linear" and self.bias is None and self.conv_clamp is None
+        w = self.weight.to(x.dtype) * (self.weight_gain * (act_gain if folded else 1))
         b = self.bias.to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(
             x, w, f=self.resample_filter, up=self.up, down=self.down, padding=self.padding,
             flip_weight=(self.up == 1),  # true convolution when upsampling (transposed conv)
         )
-        act_gain = self.act_gain * gain
+        if folded:
+            return x
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
 

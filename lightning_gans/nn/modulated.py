@@ -15,6 +15,7 @@ from torch import nn
 
 from ..ops.bias_act import activation as activation_spec
 from ..ops.bias_act import bias_act
+from ..ops.scaled_bias_act import scaled_bias_act
 from ..ops.upfirdn2d import setup_filter
 from .layers import FullyConnectedLayer
 from .resample import conv2d_resample
@@ -34,12 +35,15 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    epilogue: dict | None = None,  # bias_act arguments (b, act, gain, clamp) applied last
 ) -> torch.Tensor:
     """Convolve each sample with its own modulated (and demodulated) weights.
 
     fused_modconv=True builds the per-sample weights and runs one grouped conv (fast for
     inference); False scales activations instead (x * s, conv, * dcoef), which is the same
-    function and cheaper to differentiate during training.
+    function and cheaper to differentiate during training. With `epilogue`, the bias and
+    activation follow; on the non-fused path demodulation, noise, bias and activation are then
+    one op (ops.scaled_bias_act).
     """
     N = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -58,6 +62,8 @@ def modulated_conv2d(
             x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
             flip_weight=flip_weight,
         )
+        if epilogue is not None:
+            return scaled_bias_act(x, dcoefs, noise, **epilogue)
         if demodulate and noise is not None:  # one pass over x instead of two
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
         if demodulate:
@@ -78,7 +84,7 @@ def modulated_conv2d(
     x = x.reshape(N, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
-    return x
+    return bias_act(x, **epilogue) if epilogue is not None else x
 
 
 class SynthesisLayer(nn.Module):
@@ -128,14 +134,13 @@ class SynthesisLayer(nn.Module):
             ) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return modulated_conv2d(
             x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
             fused_modconv=fused_modconv,
-        )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(
-            x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=act_clamp
+            epilogue=dict(b=self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
+                          clamp=act_clamp),
         )
 
     def extra_repr(self) -> str:

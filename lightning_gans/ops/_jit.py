@@ -42,7 +42,8 @@ CSRC = Path(__file__).resolve().parents[2] / "csrc"
 MODES = ("ref", "compiled", "auto")
 _HEADERS = ("bind_common.h", "upfirdn2d.h", "bias_act.h", "bias_act_math.h")
 # -march=native is safe because the CPU's feature flags are part of the cache key.
-_CPU = dict(sources=("bind_cpu.cpp", "upfirdn2d.cpp", "bias_act.cpp"),
+_CPU = dict(sources=("bind_cpu.cpp", "upfirdn2d.cpp", "bias_act.cpp", "scaled_bias_act.cpp"),
+            headers=("scaled_bias_act.h",),
             cflags=("-O3", "-march=native", "-fopenmp", "-fno-math-errno"), ldflags=("-fopenmp",))
 _CUDA = dict(sources=("bind_cuda.cpp", "upfirdn2d.cu", "bias_act.cu"), headers=("cuda_types.cuh",),
              cflags=("-O3",),
