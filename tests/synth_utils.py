@@ -24,3 +24,19 @@ def make_checkpoint(path: Path, kind: str = "stylegan2", noise_strength: float =
     config["kind"] = kind
     return atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
                         "model_config": config, "global_step": 0}, path)
+
+
+def make_stargan_checkpoint(path: Path, resolution: int = 32, w_hpf: float = 0, **kwargs) -> Path:
+    """A tiny StarGAN v2 checkpoint (2 domains) as `lightning-gans train` writes it. The EMA nets
+    get the trained nets' weights: fresh EMA copies start at default init, and outputs should
+    depend on the style."""
+    from lightning_gans.modules.stargan_v2 import StarGANv2Module
+
+    torch.manual_seed(0)
+    hp = dict(resolution=resolution, base_dim=16, max_conv_dim=32, num_domains=2, w_hpf=w_hpf,
+              latent_dim=16, style_dim=16) | kwargs
+    m = StarGANv2Module(**hp)
+    for ema, net in ((m.G_ema, m.G), (m.F_ema, m.F), (m.E_ema, m.E)):
+        ema.load_state_dict(net.state_dict())
+    return atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
+                        "model_config": m.model_config()}, path)

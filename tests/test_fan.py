@@ -16,9 +16,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from synth_utils import make_stargan_checkpoint
 from train_utils import read_metrics, train
 
-from lightning_gans.checkpoint import atomic_save, file_sha256, safe_load
+from lightning_gans.checkpoint import file_sha256, safe_load
 from lightning_gans.cli import main as cli_main
 from lightning_gans.data.demo import _astronaut, drawn_face, photo_crop
 from lightning_gans.errors import CheckpointError, ConfigError, LGError
@@ -267,14 +268,7 @@ def test_module_reads_env_var(monkeypatch, wing):
 
 @pytest.fixture(scope="module")
 def hpf_ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    m = StarGANv2Module(resolution=RES, base_dim=16, max_conv_dim=32, num_domains=2, w_hpf=1,
-                        latent_dim=16, style_dim=16)
-    for ema, net in ((m.G_ema, m.G), (m.F_ema, m.F), (m.E_ema, m.E)):
-        ema.load_state_dict(net.state_dict())
-    path = tmp_path_factory.mktemp("ckpt") / "hpf.ckpt"
-    return atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
-                        "model_config": m.model_config()}, path)
+    return make_stargan_checkpoint(tmp_path_factory.mktemp("ckpt") / "hpf.ckpt", RES, w_hpf=1)
 
 
 def test_transfer_cli_with_and_without_fan_weights(tmp_path, hpf_ckpt, wing, capsys):

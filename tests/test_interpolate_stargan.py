@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_utils import make_checkpoint
+from synth_utils import make_checkpoint, make_stargan_checkpoint
 
-from lightning_gans.checkpoint import atomic_save
 from lightning_gans.cli import main as cli_main
 from lightning_gans.errors import DataError, LGError
-from lightning_gans.modules.stargan_v2 import StarGANv2Module
 from lightning_gans.synthesis import interpolate_styles, load_stargan, transfer
 from lightning_gans.synthesis.common import SynthesisError
 from lightning_gans.synthesis.images import to_uint8
@@ -30,16 +28,7 @@ RES = 32
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    m = StarGANv2Module(resolution=RES, base_dim=16, max_conv_dim=32, num_domains=2, w_hpf=0,
-                        latent_dim=16, style_dim=16)
-    # EMA nets start at default init; copy the trained ones so outputs depend on the style.
-    m.G_ema.load_state_dict(m.G.state_dict())
-    m.F_ema.load_state_dict(m.F.state_dict())
-    m.E_ema.load_state_dict(m.E.state_dict())
-    path = tmp_path_factory.mktemp("ckpt") / "sgv2.ckpt"
-    return atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
-                        "model_config": m.model_config()}, path)
+    return make_stargan_checkpoint(tmp_path_factory.mktemp("ckpt") / "sgv2.ckpt", RES)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_utils import make_checkpoint
+from synth_utils import make_checkpoint, make_stargan_checkpoint
 
 from lightning_gans.checkpoint import atomic_save, file_sha256
 from lightning_gans.errors import CheckpointError, DataError, LGError
@@ -22,16 +22,7 @@ RES = 32
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    m = StarGANv2Module(resolution=RES, base_dim=16, max_conv_dim=32, num_domains=2, w_hpf=0,
-                        latent_dim=16, style_dim=16)
-    # EMA nets start at default init; copy the trained ones so outputs depend on the style.
-    m.G_ema.load_state_dict(m.G.state_dict())
-    m.F_ema.load_state_dict(m.F.state_dict())
-    m.E_ema.load_state_dict(m.E.state_dict())
-    path = tmp_path_factory.mktemp("ckpt") / "sg2.ckpt"
-    return atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
-                        "model_config": m.model_config()}, path)
+    return make_stargan_checkpoint(tmp_path_factory.mktemp("ckpt") / "sg2.ckpt", RES)
 
 
 def _photo(path: Path, seed: int, size=(40, 48)) -> Path:

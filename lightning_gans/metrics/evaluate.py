@@ -156,17 +156,10 @@ def load_generator_fns(ckpt: dict, config: dict, path: Path, network: str = "G_e
         from ..models.stylegan2 import Generator
     else:
         from ..models.stylegan import Generator
+    from ..synthesis.load import generator_weights
+
     state = ckpt.get("state_dict") or {}
-    weights = {k[len(network) + 1:]: v for k, v in state.items() if k.startswith(f"{network}.")}
-    if not weights:
-        raise CheckpointError(f"checkpoint {path} has no {network} weights")
-    G = Generator(**config["G_kwargs"])
-    try:
-        G.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: {network} weights do not match its "
-                              f"model_config ({first})") from None
+    G = generator_weights(Generator(**config["G_kwargs"]), ckpt, network, path)
     extra = {}
     if config["kind"] == "stylegan" and "resolution" in state:  # progressive: where it trained
         extra = {"resolution": int(state["resolution"]), "alpha": float(state["alpha"])}

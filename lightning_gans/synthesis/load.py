@@ -34,6 +34,23 @@ class LoadedGenerator:
                 "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
 
 
+def generator_weights(G: torch.nn.Module, ckpt: dict, network: str, path: Path) -> torch.nn.Module:
+    """Load `network`'s weights (G_ema or G) of a checkpoint dict into G, with clear errors."""
+    state = ckpt.get("state_dict") or {}
+    prefix = f"{network}."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise CheckpointError(f"checkpoint {path} has no {network} weights; try --network "
+                              f"{'G' if network == 'G_ema' else 'G_ema'}")
+    try:
+        G.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path}: {network} weights do not match its model_config "
+                              f"({first}); the file is damaged or hand-edited") from None
+    return G
+
+
 def load_generator(
     path: str | os.PathLike,
     network: str = "G_ema",
@@ -53,19 +70,7 @@ def load_generator(
         raise CheckpointError(
             f"checkpoint {path} holds a {config['kind']!r} model; this command needs a StyleGAN2 "
             "checkpoint (kind 'stylegan2')")
-    state = ckpt.get("state_dict") or {}
-    prefix = f"{network}."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not weights:
-        raise CheckpointError(f"checkpoint {path} has no {network} weights; try --network "
-                              f"{'G' if network == 'G_ema' else 'G_ema'}")
-    G = Generator(**config["G_kwargs"])
-    try:
-        G.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: {network} weights do not match its model_config "
-                              f"({first}); the file is damaged or hand-edited") from None
+    G = generator_weights(Generator(**config["G_kwargs"]), ckpt, network, path)
     G.eval().requires_grad_(False).to(device)
     return LoadedGenerator(G=G, kind=config["kind"], name=str(config.get("name", "?")), network=network,
                            path=path, sha256=file_sha256(path))
