@@ -32,12 +32,10 @@ from lightning_gans.modules.stylegan2 import StyleGAN2Module
 
 def build(args) -> StyleGAN2Module:
     torch.manual_seed(0)
-    m = StyleGAN2Module(
+    return StyleGAN2Module(
         resolution=args.resolution, z_dim=512, w_dim=512, mapping_layers=8, channel_base=args.channel_base,
         channel_max=args.channel_max, mbstd_group_size=4, batch_size=args.batch, style_mixing_prob=0.9,
     ).to(args.device)
-    m.loss.pl_mean = m.pl_mean  # as training_step does: .to() replaced the buffer
-    return m
 
 
 def phases(m: StyleGAN2Module, batch: int, device: torch.device):

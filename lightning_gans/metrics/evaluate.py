@@ -235,7 +235,7 @@ def _evaluate_stargan(ckpt: dict, path: Path, args: dict, feature_net: FeatureNe
     network = {"G_ema": "ema", "ema": "ema", "G": "trained", "trained": "trained"}.get(args["network"])
     if network is None:
         raise ConfigError(f"network={args['network']!r}: use G_ema (EMA nets) or G (trained nets)")
-    net = load_stargan(path, network, args["device"], fan_weights=args["fan_weights"])
+    net = load_stargan(path, network, args["device"], fan_weights=args["fan_weights"], ckpt=ckpt)
     data = args["data"] or _training_data(ckpt)
     if data is None:
         raise ConfigError("data=PATH is required: labelled shards or a folder with one subfolder "

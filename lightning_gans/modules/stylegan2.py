@@ -92,6 +92,12 @@ class StyleGAN2Module(GANModule):
             pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
         )
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda() replace buffers with new tensors: the loss must hold the current pl_mean.
+        out = super()._apply(fn, *args, **kwargs)
+        self.loss.pl_mean = self.pl_mean
+        return out
+
     # ---- configuration -------------------------------------------------------------------
     def configure_optimizers(self):
         h = self.hparams
@@ -114,7 +120,6 @@ class StyleGAN2Module(GANModule):
         global_batch = n * self.trainer.world_size
         it = self.global_step
         opt_g, opt_d = self.optimizers()
-        self.loss.pl_mean = self.pl_mean
         gen_c = c[torch.randperm(n, device=c.device)] if c is not None else None
         z = lambda: torch.randn([n, h.z_dim], device=self.device)  # noqa: E731
         stats: dict[str, torch.Tensor] = {}

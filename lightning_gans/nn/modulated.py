@@ -42,8 +42,8 @@ def modulated_conv2d(
     fused_modconv=True builds the per-sample weights and runs one grouped conv (fast for
     inference); False scales activations instead (x * s, conv, * dcoef), which is the same
     function and cheaper to differentiate during training. With `epilogue`, the bias and
-    activation follow; on the non-fused path demodulation, noise, bias and activation are then
-    one op (ops.scaled_bias_act).
+    activation follow; on the non-fused path demodulation, noise and the epilogue are one op
+    (ops.scaled_bias_act).
     """
     N = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -62,15 +62,9 @@ def modulated_conv2d(
             x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
             flip_weight=flip_weight,
         )
-        if epilogue is not None:
-            return scaled_bias_act(x, dcoefs, noise, **epilogue)
-        if demodulate and noise is not None:  # one pass over x instead of two
-            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(N, -1, 1, 1))
-        if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(N, -1, 1, 1)
-        if noise is not None:
-            x = x + noise.to(x.dtype)
-        return x
+        if epilogue is None and dcoefs is None and noise is None:
+            return x
+        return scaled_bias_act(x, dcoefs, noise, **(epilogue or {}))
 
     w = weight.unsqueeze(0) * styles.reshape(N, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:

@@ -42,7 +42,7 @@ def scaled_bias_act(
         noise = noise.to(x.dtype).expand(N, 1, H, W)
     # Where the fused kernel does not apply, the composition is the implementation (not a
     # fallback to complain about): bias_act then picks its own kernel or reference.
-    module = None if _unsupported(x, act, gain_) else _jit.select(impl, x.device, None)
+    module = _jit.select(impl, x.device, None) if _fusable(x, act, gain_) else None
     if module is None:
         if scale is not None:
             s = scale.to(x.dtype).reshape(N, C, 1, 1)
@@ -52,20 +52,14 @@ def scaled_bias_act(
         return bias_act(x, b.to(x.dtype) if b is not None else None, act=act, alpha=alpha, gain=gain,
                         clamp=clamp, impl=impl)
     args = _Args(_FUSED_ACTS[act], alpha_, gain_, clamp_, module)
-    cast = lambda t: t.to(x.dtype).contiguous() if t is not None else None  # noqa: E731
+    cast = lambda t: t.to(x.dtype) if t is not None else None  # noqa: E731
     return _ScaledBiasActFn.apply(x, cast(scale), cast(noise), cast(b), args)
 
 
-def _unsupported(x: torch.Tensor, act: str, gain: float) -> str | None:
-    if x.device.type != "cpu":
-        return f"scaled_bias_act: no fused kernel on {x.device.type} (addcmul + bias_act there)"
-    if x.dtype not in (torch.float32, torch.float64):
-        return f"scaled_bias_act: no fused kernel for {x.dtype}"
-    if act not in _FUSED_ACTS:
-        return f"scaled_bias_act: the fused kernel takes {sorted(_FUSED_ACTS)}, not {act!r}"
-    if gain <= 0:
-        return "scaled_bias_act: the fused kernel needs gain > 0"
-    return None
+def _fusable(x: torch.Tensor, act: str, gain: float) -> bool:
+    """The fused kernel: CPU, float32/64, a piecewise-linear activation, a positive gain."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and act in _FUSED_ACTS and gain > 0)
 
 
 @dataclass(frozen=True)

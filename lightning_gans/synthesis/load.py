@@ -34,21 +34,25 @@ class LoadedGenerator:
                 "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
 
 
-def generator_weights(G: torch.nn.Module, ckpt: dict, network: str, path: Path) -> torch.nn.Module:
-    """Load `network`'s weights (G_ema or G) of a checkpoint dict into G, with clear errors."""
+def load_prefixed(net: torch.nn.Module, ckpt: dict, prefix: str, path: Path, other: str) -> torch.nn.Module:
+    """Load the checkpoint's `prefix.*` weights (one network of a GAN module) into net, with
+    clear errors; `other` names the --network to suggest when there are none."""
     state = ckpt.get("state_dict") or {}
-    prefix = f"{network}."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    weights = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(f"{prefix}.")}
     if not weights:
-        raise CheckpointError(f"checkpoint {path} has no {network} weights; try --network "
-                              f"{'G' if network == 'G_ema' else 'G_ema'}")
+        raise CheckpointError(f"checkpoint {path} has no {prefix} weights; try --network {other}")
     try:
-        G.load_state_dict(weights)
+        net.load_state_dict(weights)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: {network} weights do not match its model_config "
+        raise CheckpointError(f"checkpoint {path}: {prefix} weights do not match its model_config "
                               f"({first}); the file is damaged or hand-edited") from None
-    return G
+    return net
+
+
+def generator_weights(G: torch.nn.Module, ckpt: dict, network: str, path: Path) -> torch.nn.Module:
+    """Load `network`'s weights (G_ema or G) of a checkpoint dict into G, with clear errors."""
+    return load_prefixed(G, ckpt, network, path, other="G" if network == "G_ema" else "G_ema")
 
 
 def load_generator(

@@ -28,6 +28,7 @@ from ..models.stargan_v2 import build_networks
 from .common import SynthesisError, check_seeds, parse_int_list, prepare_outdir
 from .images import make_grid, provenance, save_png, to_uint8
 from .latents import seeds_to_z
+from .load import load_prefixed
 
 NETWORKS = ("ema", "trained")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -85,13 +86,15 @@ class LoadedStarGAN:
 
 
 def load_stargan(path: str | os.PathLike, network: str = "ema",
-                 device: torch.device | str = "cpu", fan_weights: str | os.PathLike | None = None) -> LoadedStarGAN:
+                 device: torch.device | str = "cpu", fan_weights: str | os.PathLike | None = None,
+                 ckpt: dict | None = None) -> LoadedStarGAN:
     """Rebuild G/F/E (EMA copies by default) of a StarGAN v2 checkpoint (weights-only load);
-    a w_hpf > 0 model also loads the FAN from fan_weights (None: $LG_FAN_WEIGHTS)."""
+    a w_hpf > 0 model also loads the FAN from fan_weights (None: $LG_FAN_WEIGHTS). `ckpt`: the
+    file's contents when the caller has already read them."""
     if network not in NETWORKS:
         raise CheckpointError(f"--network {network!r} is not one of {', '.join(NETWORKS)}")
     path = Path(path)
-    ckpt = safe_load(path)
+    ckpt = safe_load(path) if ckpt is None else ckpt
     config = ckpt.get("model_config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or "kind" not in config:
         raise CheckpointError(f"checkpoint {path} has no model_config; it was not written by "
@@ -111,22 +114,10 @@ def load_stargan(path: str | os.PathLike, network: str = "ema",
             warnings.warn(f"FAN weights {fan_path} (sha256 {fan_sha[:12]}...) are not those checkpoint {path} "
                           f"was trained with (sha256 {trained[:12]}..., {hparams.get('fan_weights')})", stacklevel=2)
     nets = build_networks(**kwargs, he_init=False)
-    state = ckpt.get("state_dict") or {}
     suffix = "_ema" if network == "ema" else ""
-    loaded = {}
-    for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder")):
-        prefix = f"{attr}{suffix}."
-        weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if not weights:
-            raise CheckpointError(f"checkpoint {path} has no {attr}{suffix} weights; try --network "
-                                  f"{'trained' if network == 'ema' else 'ema'}")
-        try:
-            nets[key].load_state_dict(weights)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint {path}: {attr}{suffix} weights do not match its "
-                                  f"model_config ({first}); the file is damaged or hand-edited") from None
-        loaded[attr] = nets[key].eval().requires_grad_(False).to(device)
+    other = "trained" if network == "ema" else "ema"
+    loaded = {attr: load_prefixed(nets[key], ckpt, attr + suffix, path, other).eval().requires_grad_(False).to(device)
+              for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder"))}
     names = ckpt.get("domain_names") or hparams.get("domain_names") or []
     G = loaded["G"]
     return LoadedStarGAN(G=G, F=loaded["F"], E=loaded["E"], img_size=G.img_size,

@@ -15,32 +15,9 @@ say() { printf 'slurm/local/down.sh: %s\n' "$*"; }
 exec 9>/run/lg-slurm.lock
 flock -w 120 9 || { echo "slurm/local/down.sh: ERROR: /run/lg-slurm.lock is held" >&2; exit 1; }
 
-# Live (non-zombie) PIDs by exact command name; see up.sh for why zombies are left out.
-live_pids() {
-  { ps -C "$1" -o pid=,stat= 2>/dev/null || true; } | awk '$2 !~ /^Z/ { print $1 }'
-}
-is_live() { [ -n "$(live_pids "$1")" ]; }
-
-# TERM, wait up to 10 s, then KILL. Returns once no live process of that name is left.
-stop_daemon() {
-  local name=$1 pids i
-  pids=$(live_pids "$name")
-  [ -n "$pids" ] || return 0
-  # shellcheck disable=SC2086  # word splitting of the pid list is intended
-  kill -TERM $pids 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    is_live "$name" || { say "stopped $name"; return 0; }
-    sleep 0.1
-  done
-  pids=$(live_pids "$name")
-  # shellcheck disable=SC2086
-  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    is_live "$name" || { say "killed $name (it ignored SIGTERM for 10 s)"; return 0; }
-    sleep 0.1
-  done
-  say "WARNING: $name still alive after SIGKILL"
-}
+# live_pids, is_live, stop_daemon (TERM, wait, KILL)
+# shellcheck source=slurm/local/daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 stopped_any=0
 # Cancel jobs while slurmctld still answers, so a later up.sh does not recover and rerun them,

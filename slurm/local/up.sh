@@ -40,29 +40,9 @@ flock -w 120 9 || die "another slurm/local/up.sh or down.sh holds /run/lg-slurm.
 # Every daemon below is started with `9>&-`: one that inherited the lock's descriptor would
 # hold the lock for as long as it runs (munged, mariadbd and slurmdbd do not close it).
 
-# PIDs of live processes whose command name is exactly $1. Zombies are left out on purpose:
-# PID 1 on these machines reaps slowly, so a killed daemon lingers as <defunct> for a while and
-# a pid file or `pgrep` alone would call it running.
-live_pids() {
-  { ps -C "$1" -o pid=,stat= 2>/dev/null || true; } | awk '$2 !~ /^Z/ { print $1 }'
-}
-is_live() { [ -n "$(live_pids "$1")" ]; }
-
-# TERM, wait (bounded), then KILL: used when a daemon must restart with a new config.
-stop_daemon() {
-  local name=$1 pids i
-  pids=$(live_pids "$name")
-  [ -n "$pids" ] || return 0
-  # shellcheck disable=SC2086  # word splitting of the pid list is intended
-  kill -TERM $pids 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    is_live "$name" || return 0
-    sleep 0.1
-  done
-  pids=$(live_pids "$name")
-  # shellcheck disable=SC2086
-  [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-}
+# live_pids, is_live, stop_daemon (TERM, wait, KILL)
+# shellcheck source=slurm/local/daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 show_logs() {
   local f
