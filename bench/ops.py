@@ -10,6 +10,10 @@ upfirdn2d_filter_speedup (filter-only calls), bias_act_speedup (feature-map epil
 >= 2) and bias_act_fc_speedup (the [8, 512] mapping layer: per-call overhead of autograd
 dominates there, ~1.1x).
 
+The ISA line and the JSON name the vector ISA the CPU kernels were built for (`isa`), the CPU's
+best (`cpu_isa`) and the one torch's reference kernels run (`torch_isa`). To measure what an
+AVX2-only machine gets on an AVX-512 one: `LG_CPU_ISA=avx2 ATEN_CPU_CAPABILITY=avx2`.
+
     OMP_WAIT_POLICY=PASSIVE python bench/ops.py [--quick] [--device cuda]
 """
 
@@ -102,10 +106,16 @@ def main() -> None:
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     min_time = 0.5 if args.quick else 2.0
-    _jit.get_module(device.type, required=True)  # build before timing
+    module = _jit.get_module(device.type, required=True)  # build before timing
+    isa = {"isa": getattr(module, "isa", device.type), "cpu_isa": _jit.detected_isa(),
+           "torch_isa": torch.backends.cpu.get_cpu_capability().lower()}
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} CPU threads, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
-    head = f"{'op':<10}{'call':<32}{'shape':<22}{'pass':<9}{'ref ms':>9}{'comp ms':>9}{'ratio':>7}"
+    print(f"ISA: kernels built for {isa['isa']} (CPU has {isa['cpu_isa']}"
+          f"{', LG_CPU_ISA=' + os.environ['LG_CPU_ISA'] if os.environ.get('LG_CPU_ISA') else ''}), "
+          f"torch reference ops use {isa['torch_isa']}")
+    head = (f"{'op':<10}{'call':<32}{'shape':<22}{'pass':<9}{'isa':<8}{'ref ms':>9}{'comp ms':>9}"
+            f"{'ratio':>7}")
     print(head)
     print("-" * len(head))
     worst: dict[str, float] = {}
@@ -116,14 +126,14 @@ def main() -> None:
                                    min_time, sync)
             ratio = ref / comp
             passes = "fwd+bwd" if backward else "fwd"
-            print(f"{op:<10}{name:<32}{'x'.join(map(str, shape)):<22}{passes:<9}"
+            print(f"{op:<10}{name:<32}{'x'.join(map(str, shape)):<22}{passes:<9}{isa['isa']:<8}"
                   f"{ref * 1e3:9.2f}{comp * 1e3:9.2f}{ratio:7.2f}")
             if backward:
                 key = {"up": "upfirdn2d_speedup", "down": "upfirdn2d_speedup",
                        "filter": "upfirdn2d_filter_speedup", "conv": "bias_act_speedup",
                        "fc": "bias_act_fc_speedup"}[kind]
                 worst[key] = min(worst.get(key, float("inf")), ratio)
-    print(json.dumps({k: round(v, 2) for k, v in worst.items()}))
+    print(json.dumps({**{k: round(v, 2) for k, v in worst.items()}, **isa}))
 
 
 if __name__ == "__main__":

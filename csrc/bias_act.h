@@ -16,8 +16,11 @@ struct BiasActParams {
     int num_threads;  // CPU only
 };
 
+// db (mode 1 with a bias only, else ignored; may be null): also writes the bias gradient,
+// out summed over every axis but the channel's, in the same pass.
 template <typename T>
-void bias_act_cpu(const BiasActParams& p, const T* x, const T* b, const T* dy, const T* ddz, T* out);
+void bias_act_cpu(const BiasActParams& p, const T* x, const T* b, const T* dy, const T* ddz, T* out,
+                  T* db = nullptr);
 
 // dtype: 0 float32, 1 float64, 2 float16, 3 bfloat16. Returns nullptr or the CUDA error string.
 const char* bias_act_cuda(const BiasActParams& p, int dtype, const void* x, const void* b,

@@ -8,9 +8,13 @@ and plain containers.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
+import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +23,94 @@ import torch
 from .errors import CheckpointError
 
 
+def _tensor_bytes(obj: Any) -> int:
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
+
+
+def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 60.0) -> list[Path]:
+    """Delete the `.<name>.tmp<pid>` files atomic_save leaves when killed (kill -9, OOM, power):
+    those whose process is gone and that nobody wrote to for `min_age_s`."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for p in entries:
+        m = _TMP_RE.match(p.name)
+        if not m or int(m["pid"]) == os.getpid() or _pid_alive(int(m["pid"])):
+            continue
+        try:
+            if now - p.stat().st_mtime >= min_age_s and p.is_file():
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def _write_error(e: OSError, path: Path, obj: Any) -> CheckpointError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = 0
+        need = _tensor_bytes(obj)
+        return CheckpointError(
+            f"no space left on the disk of {path.parent} (free {free / 2**20:.0f} MiB, this checkpoint "
+            f"needs about {need / 2**20:.0f} MiB): free space there or point "
+            "callbacks.checkpoint.dirpath / hydra.run.dir at another disk; the previous file is kept")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return CheckpointError(f"cannot write {path}: {e.strerror}; give a writable folder "
+                               "(callbacks.checkpoint.dirpath / hydra.run.dir / the output path)")
+    return CheckpointError(f"cannot write {path}: {e.strerror or e}; check the folder")
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save(obj) to `path` atomically."""
+    """torch.save(obj) to `path` atomically. Temp files of killed writers are cleaned up here;
+    a full disk or an unwritable folder is a CheckpointError (one line), not a traceback."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent)
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise _write_error(e, path, obj) from None
+    except RuntimeError as e:  # torch.save reports a failed write as RuntimeError (file write failed)
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, OSError):
+            raise _write_error(cause, path, obj) from None
+        if "write" in str(e).lower():
+            free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+            raise CheckpointError(
+                f"writing {path} failed ({str(e).splitlines()[0]}; {free / 2**20:.0f} MiB free on its "
+                f"disk, needs about {_tensor_bytes(obj) / 2**20:.0f} MiB): free space or write "
+                "elsewhere; the previous file is kept") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -69,13 +150,117 @@ def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"checkpoint {path} holds objects that a safe load refuses ({first}); if it is an "
-            "official StyleGAN/StarGAN v2 file, convert it with `lightning-gans convert`"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({e}); use another one") from None
+        raise CheckpointError(_refusal(path, str(e))) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({first}); use another "
+                              "copy of it") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} is a {type(obj).__name__}, not a checkpoint dict")
     return obj
+
+
+def _refusal(path: Path, message: str) -> str:
+    """One line for a safe load's refusal: which global the file asks for, or that it is not a
+    checkpoint at all. Never torch's advice to load with weights_only=False (that runs code)."""
+    m = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
+    if m:
+        return (f"checkpoint {path} asks to unpickle {m.group(1)}, which a safe (weights-only) load "
+                "refuses: it was not written by lightning-gans; if it is an official StyleGAN2-ADA/"
+                "StarGAN v2 file, import it with `lightning-gans convert`, otherwise do not use it")
+    m = re.search(r"Unsupported operand (\d+)|invalid load key[^\n]*", message)
+    why = f"; {m.group(0)}" if m else ""
+    return (f"checkpoint {path} is not a torch checkpoint (a safe load refuses it: not a torch file, "
+            f"or damaged{why}); use another copy of it")
+
+
+def tensor_shapes(state: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
+
+
+class _MetaFactories(torch.overrides.TorchFunctionMode):
+    """Tensor factories without a device make meta tensors (shapes, no memory). Unlike
+    `with torch.device("meta")`, tensors made from data (filters: torch.as_tensor) stay real, so
+    code that copies those to a device still runs."""
+
+    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full,
+                 torch.randint, torch.normal, torch.eye, torch.empty_strided}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def check_architecture(build, state: dict, path: str | os.PathLike, what: str = "model_config") -> None:
+    """Build `build()` on the meta device (no memory, no weights) and compare its state dict's
+    shapes with the checkpoint's tensors, so a hand-edited or mismatched config fails in one line
+    before anything real is allocated. `state`: the tensors the built module must load."""
+    try:
+        with _MetaFactories():
+            module = build()
+    except Exception as e:  # noqa: BLE001 - a config no network can be built from
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"checkpoint {path}: its {what} does not build a network ({first}); "
+                              "the file is damaged or hand-edited") from None
+    want = tensor_shapes(module.state_dict())
+    have = tensor_shapes(state)
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    differ = [k for k in want if k in have and want[k] != have[k]]
+    if missing or unexpected or differ:
+        if differ:
+            k = differ[0]
+            eg = f"{k}: {have[k]} in the file, {want[k]} from the config"
+        else:
+            eg = f"{'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]}"
+        raise CheckpointError(
+            f"checkpoint {path}: its {what} does not match its weights ({len(differ)} tensors of "
+            f"another shape, {len(missing)} missing, {len(unexpected)} unexpected; e.g. {eg}); "
+            "the file is damaged or hand-edited")
+
+
+def check_resume(module: torch.nn.Module, ckpt: dict, path: str | os.PathLike) -> None:
+    """A resume (ckpt_path=) must build the model the checkpoint was trained as: one line naming
+    both (instead of Lightning's list of every mismatched key) when it does not."""
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"ckpt_path={path} has no state_dict: not a training checkpoint of "
+                              "lightning-gans (use init_from= for weights of other kinds)")
+    want, have = tensor_shapes(module.state_dict()), tensor_shapes(state)
+    differ = [k for k in want if k in have and want[k] != have[k]]
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    if not (differ or (missing and unexpected)):
+        return  # the same architecture; only-missing / only-extra keys are Lightning's to judge
+
+    def describe(cfg) -> str:
+        if not isinstance(cfg, dict):
+            return "?"
+        kw = cfg.get("G_kwargs") or cfg.get("net_kwargs") or {}
+        res = kw.get("img_resolution") or kw.get("img_size") or kw.get("resolution")
+        return f"{cfg.get('kind', '?')} {cfg.get('name', '?')!r}" + (f" at {res} px" if res else "")
+
+    mine = describe(getattr(module, "model_config", lambda: None)()) if hasattr(module, "model_config") else "?"
+    k = (differ or missing or unexpected)[0]
+    eg = (f"{k}: {have[k]} in the file, {want[k]} here" if differ else
+          f"{'missing' if missing else 'unexpected'} {k}")
+    raise CheckpointError(
+        f"ckpt_path={path} holds a {describe(ckpt.get('model_config'))} model but this run builds a "
+        f"{mine} one ({len(differ)} tensors of another shape, {len(missing)} missing, "
+        f"{len(unexpected)} unexpected; e.g. {eg}): resume with the model settings it was trained "
+        "with (model=..., model.resolution=...), or start a new run from its weights with init_from=")
+
+
+def nonfinite_tensors(named) -> list[str]:
+    """Names of floating tensors (parameters, buffers, a state dict's items) holding NaN or inf;
+    one fused norm pass finds the suspects."""
+    items = [(n, t) for n, t in named if torch.is_tensor(t) and t.is_floating_point() and t.numel()
+             and t.device.type != "meta"]
+    if not items:
+        return []
+    norms = torch._foreach_norm([t.detach() for _, t in items])
+    finite = torch.isfinite(torch.stack([n.float() for n in norms]))
+    suspects = (~finite).nonzero().flatten().tolist()
+    return [items[i][0] for i in suspects if not torch.isfinite(items[i][1]).all()]

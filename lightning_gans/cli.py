@@ -7,6 +7,7 @@ flags. User-facing errors print one line and exit with status 2.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, function, one-line help); modules import lazily so `--help` stays fast.
@@ -43,7 +44,10 @@ def _train(argv: list[str]) -> int:
     # Hydra reads sys.argv itself: hand it the arguments after `train`. Lightning starts extra
     # local DDP processes as `python -m <__main__.__spec__.name> <sys.argv[1:]>`: point that
     # at the train module, so they run the same job.
-    sys.argv = ["lightning-gans train", *argv]
+    from .rundir import precheck_hydra_run_dir
+
+    precheck_hydra_run_dir(argv)  # issue 19: an unusable run dir as one line, not Hydra's traceback
+    sys.argv = ["lightning-gans", *argv]
     __main__.__spec__ = importlib.util.find_spec("lightning_gans.train")
     from .train import train_app
 
@@ -51,8 +55,25 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+def _completion(argv: list[str]) -> int:
+    """Hydra's bash completion (`lightning-gans train -sc install=bash`) registers itself for
+    `lightning-gans` and asks `lightning-gans -sc query=bash` with the whole COMP_LINE: complete
+    the command name, and hand a `train` line to Hydra without the word `train`."""
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if any(a.startswith("query=") for a in argv) and len(words) >= 2 and words[1] == "train" \
+            and (len(words) > 2 or line.endswith(" ")):
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]]) + (" " if line.endswith(" ") else "")
+        return _train(argv)
+    if any(a.startswith("query=") for a in argv):
+        partial = words[1] if len(words) == 2 and not line.endswith(" ") else ""
+        print(" ".join(n for n in COMMANDS if n.startswith(partial)))
+        return 0
+    return _train(argv)  # install= / uninstall=
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .errors import find_user_error
+    from .errors import check_env, find_user_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -63,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(__version__)
         return 0
+    if argv[0] in ("-sc", "--shell-completion"):
+        return _completion(argv)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
     try:
+        check_env()  # issue 19: e.g. LG_OPS=fast as one line, not an op's traceback
         return int(getattr(importlib.import_module(module), func)(rest) or 0)
     except Exception as e:
         user_error = find_user_error(e)

@@ -12,16 +12,18 @@ from .errors import ConfigError
 
 
 def config_dir() -> Path:
-    """conf/ of the source tree (editable install), or $LG_CONFIG_DIR."""
+    """$LG_CONFIG_DIR, else lightning_gans/conf of an installed wheel (the build copies the
+    repository's conf/ there), else the checkout's top-level conf/ (source tree, editable install)."""
     env = os.environ.get("LG_CONFIG_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parent.parent / "conf")
+    package = Path(__file__).resolve().parent
+    candidates += [package / "conf", package.parent / "conf"]
     for path in candidates:
         if (path / "train.yaml").is_file():
             return path
     raise ConfigError(
-        f"no Hydra configs found (looked in {', '.join(map(str, candidates))}); install the "
-        "project with `pip install -e .` from its source tree or set LG_CONFIG_DIR to its conf/"
+        f"no Hydra configs found (looked in {', '.join(map(str, candidates))}); reinstall the "
+        "package (its wheel carries them), `pip install -e .` a checkout, or set LG_CONFIG_DIR to a conf/"
     )
 
 

@@ -5,8 +5,25 @@ traceback; anything else is a bug and keeps its traceback.
 """
 
 
+import os
+from pathlib import Path
+
+
 class LGError(Exception):
     """Base class of user-facing errors."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        # Re-raised from a DataLoader worker, the message is torch's "Caught DataError in
+        # DataLoader worker process 0. Original Traceback ...": keep only the original message.
+        if text.startswith("Caught ") and "Original Traceback" in text:
+            last = [ln for ln in text.strip().splitlines() if ln.strip()][-1]
+            name = type(self).__name__
+            for prefix in (f"{type(self).__module__}.{name}: ", f"{name}: "):
+                if last.startswith(prefix):
+                    return last[len(prefix):]
+            return last
+        return text
 
 
 class ConfigError(LGError):
@@ -36,3 +53,39 @@ def find_user_error(exc: BaseException) -> LGError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # same inode: the path itself, a symlink or a hard link
+    except OSError:
+        return False
+
+
+def refuse_overwrite(output: str | os.PathLike, inputs, what: str = "output") -> Path:
+    """`output` unless it is (a symlink or hard link to) one of `inputs`: then a one-line
+    LGError naming both. `inputs`: paths (str/PathLike) or (flag, path) pairs; folders among
+    the inputs also refuse an output inside them when it would replace one of their files."""
+    out = Path(output)
+    for item in inputs:
+        flag, path = item if isinstance(item, tuple) else ("input", item)
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.exists():
+            continue
+        if out.exists() and _same_file(out, path):
+            how = ("is" if out.resolve() == path.resolve() else
+                   "is a link to" if out.is_symlink() or path.is_symlink() else "is a hard link to")
+            raise LGError(f"{what} {out} {how} the {flag} {path}: refusing to write over an input; "
+                          "give another output path")
+    return out
+
+
+def check_env() -> None:
+    """Environment variables the project reads, checked up front (one line instead of a traceback
+    from deep inside an op)."""
+    mode = (os.environ.get("LG_OPS") or "auto").strip().lower()
+    if mode not in ("ref", "compiled", "auto"):
+        raise ConfigError(f"LG_OPS={os.environ['LG_OPS']!r} is not valid: use ref, compiled or auto "
+                          "(or unset it)")

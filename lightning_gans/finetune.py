@@ -2,8 +2,12 @@
 
 One command: faces in DIR are detected, aligned and sharded (prepare-faces; `--aligned` skips
 detection for sets that are already aligned), then a run starts from CKPT's weights (ours or an
-official StyleGAN2-ADA / rosinality file) with ADA and freeze-D on (conf/experiment/finetune.yaml)
-and the architecture taken from the checkpoint. Extra arguments are Hydra overrides for the run.
+official StyleGAN2-ADA / rosinality / TF StyleGAN2 file) with ADA and freeze-D on
+(conf/experiment/finetune.yaml) and the architecture taken from the checkpoint. A StyleGAN (v1)
+checkpoint (ours, or the official TF `karras2019stylegan-*.pkl`) fine-tunes with
+conf/experiment/finetune_stylegan.yaml, at its full resolution (model.start_resolution = resolution,
+no progressive phase below it; override model.start_resolution to grow again). Extra arguments are
+Hydra overrides for the run.
 """
 
 from __future__ import annotations
@@ -16,14 +20,37 @@ from .errors import DataError
 # Model keys that define the architecture: they must come from the checkpoint.
 ARCH_KEYS = ("resolution", "z_dim", "w_dim", "c_dim", "mapping_layers", "channel_base", "channel_max",
              "conv_clamp", "mbstd_num_channels")
+# The same for StyleGAN (v1) checkpoints (StyleGANModule keys).
+ARCH_KEYS_V1 = ("resolution", "z_dim", "w_dim", "img_channels", "mapping_layers", "mapping_lr_multiplier",
+                "fmap_base", "fmap_decay", "fmap_max", "fused_scale", "use_noise", "mbstd_group_size",
+                "mbstd_num_channels")
+KINDS = ("stylegan2", "stylegan")
 
 
-def checkpoint_architecture(path: str) -> dict:
-    """model.* overrides that rebuild the architecture of the checkpoint at `path`."""
+def checkpoint_kind(path: str) -> str:
+    """'stylegan2' or 'stylegan' (v1): the model a checkpoint holds, ours or official."""
+    from .errors import CheckpointError
+    from .interop.convert import read
+
+    fmt, kind, _ = read(path)
+    if kind not in KINDS:
+        raise CheckpointError(f"--from {path} holds a {kind} model ({fmt}); finetune takes a StyleGAN or StyleGAN2")
+    return kind
+
+
+def checkpoint_architecture(path: str, kind: str = "stylegan2") -> dict:
+    """model.* overrides that rebuild the architecture of the checkpoint at `path`.
+
+    For StyleGAN (v1) they include start_resolution = resolution: the network is grown already.
+    """
     from .interop.convert import load_any
 
-    ckpt = load_any(path, kind="stylegan2")
+    ckpt = load_any(path, kind=kind)
     hp = ckpt.get("hyper_parameters") or {}
+    if kind == "stylegan":
+        arch = {k: hp[k] for k in ARCH_KEYS_V1 if k in hp}
+        arch["start_resolution"] = hp["resolution"]
+        return arch
     return {k: hp[k] for k in ARCH_KEYS if k in hp}
 
 
@@ -43,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides for the run, e.g. trainer.accelerator=gpu")
     args = p.parse_args(argv)
 
-    arch = checkpoint_architecture(args.ckpt)
+    kind = checkpoint_kind(args.ckpt)
+    arch = checkpoint_architecture(args.ckpt, kind)
     res = int(arch["resolution"])
     out = Path(args.out)
     shards = out / "shards"
@@ -64,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         raise DataError(f"no faces were prepared from {args.photos}; see {shards}/report.json")
 
     steps = max(1, round(args.kimg * 1000 / args.batch))
+    batch = [f"model.batch_size={args.batch}"]
+    if kind == "stylegan":  # v1: the progressive schedule's batch, the same at every resolution
+        batch += [f"model.minibatch_base={args.batch}", f"model.minibatch_dict={{{res}: {args.batch}}}"]
     overrides = [
-        "experiment=finetune", f"data.shards={shards}", f"init_from={Path(args.ckpt).resolve()}",
-        f"model.batch_size={args.batch}", f"trainer.max_steps={steps}", f"hydra.run.dir={out / 'run'}",
+        "experiment=" + ("finetune_stylegan" if kind == "stylegan" else "finetune"), f"data.shards={shards}",
+        f"init_from={Path(args.ckpt).resolve()}", *batch, f"trainer.max_steps={steps}",
+        f"hydra.run.dir={out / 'run'}",
         *(f"model.{k}={_value(v)}" for k, v in arch.items()),
         *args.overrides,
     ]

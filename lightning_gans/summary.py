@@ -1,6 +1,7 @@
 """`lightning-gans summary model=NAME [overrides]`: build the networks, count their parameters.
 
-Prints a table and, as its last line, a JSON object of the counts.
+Prints a table, the compute precision of networks that have one (StyleGAN2: the float16
+resolutions of G and D and conv_clamp) and, as its last line, a JSON object of both.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ def count_networks(module) -> dict[str, int]:
     return counts
 
 
+def precision_info(module) -> dict:
+    """num_fp16_res, conv_clamp and the float16 block resolutions of each network that has them
+    (StyleGAN2's mixed precision; see nn/precision.py); {} for networks without."""
+    per_net: dict[str, list[int]] = {}
+    for name, net in module.networks().items():
+        holder = getattr(net, "synthesis", net)
+        if hasattr(holder, "fp16_resolutions"):
+            per_net[name] = list(holder.fp16_resolutions)
+    if not per_net:
+        return {}
+    hp = getattr(module, "hparams", {})
+    return {"num_fp16_res": hp.get("num_fp16_res", 0), "conv_clamp": hp.get("conv_clamp"),
+            "fp16_on_cpu": bool(hp.get("fp16_on_cpu", False)), "fp16_resolutions": per_net}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lightning-gans summary", description=__doc__)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=stylegan2 model.resolution=256")
@@ -42,8 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(one_line(e)) from None
     counts = count_networks(module)
+    precision = precision_info(module)
     print(f"model: {cfg.model.get('name', cfg.model._target_)} at {cfg.model.resolution} px")
     for name, n in counts.items():
         print(f"  {name:16s} {n:>14,d}")
-    print(json.dumps({"model": cfg.model.get("name"), "resolution": cfg.model.resolution, **counts}))
+    if precision:
+        where = ", ".join(f"{k} {v or 'none'}" for k, v in precision["fp16_resolutions"].items())
+        cpu = "float16 there too (fp16_on_cpu)" if precision["fp16_on_cpu"] else "float32 there"
+        print(f"precision: num_fp16_res={precision['num_fp16_res']} (float16 blocks: {where}), "
+              f"conv_clamp={precision['conv_clamp']}; on the CPU {cpu}")
+    print(json.dumps({"model": cfg.model.get("name"), "resolution": cfg.model.resolution, **counts,
+                      **precision}))
     return 0

@@ -81,3 +81,79 @@ def test_wandb_offline_run_and_resume_same_run(tmp_path):
     resumed = list((second / "wandb").glob("offline-run-*"))
     assert len(resumed) == 1 and resumed[0].name.endswith(run_id)
     assert safe_load(second / "checkpoints" / "last.ckpt")["wandb_run_id"] == run_id
+
+
+def test_every_trainer_and_checkpoint_argument_is_settable_without_plus():
+    import inspect
+
+    import pytorch_lightning as pl
+    from hydra import compose, initialize_config_dir
+
+    from lightning_gans.config import config_dir
+
+    trainer = OmegaConf.load(config_dir() / "trainer" / "default.yaml")
+    given = {"self", "logger", "callbacks", "plugins"}  # train.py builds those from their groups
+    expected = set(inspect.signature(pl.Trainer.__init__).parameters) - given
+    assert expected <= set(trainer) - {"_target_"}, sorted(expected - set(trainer))
+    ckpt = OmegaConf.load(config_dir() / "callbacks" / "default.yaml").checkpoint
+    expected = set(inspect.signature(pl.callbacks.ModelCheckpoint.__init__).parameters) - {"self"}
+    assert expected <= set(ckpt) - {"_target_"}, sorted(expected - set(ckpt))
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        cfg = compose("train", overrides=["experiment=demo", "trainer.max_time=00:00:00:08",
+                                          "trainer.limit_train_batches=2", "callbacks.checkpoint.monitor=loss"])
+    assert cfg.trainer.max_time == "00:00:00:08" and cfg.callbacks.checkpoint.monitor == "loss"
+
+
+class _BarMetrics(__import__("pytorch_lightning").Callback):
+    def on_train_end(self, trainer, pl_module):
+        self.keys = set(trainer.progress_bar_metrics)
+
+
+def test_ckpt_path_last_resumes_the_run_dir_and_the_bar_shows_progress(tmp_path):
+    common = ["experiment=demo", "logger=csv", "trainer.enable_progress_bar=false",
+              "callbacks.samples.every_n_steps=0", "callbacks.checkpoint.every_n_train_steps=2"]
+    bar = _BarMetrics()
+    out = train(tmp_path, *common, "trainer.max_steps=2", "ckpt_path=last", callbacks=[bar])
+    assert out["global_step"] == 2  # no checkpoint yet: a fresh start
+    assert {"G", "D", "kimg", "sec/kimg"} <= bar.keys
+    out = train(tmp_path, *common, "trainer.max_steps=3", "ckpt_path=last")
+    assert out["global_step"] == 3 and safe_load(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 3
+    from lightning_gans.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ckpt_path=nowhere.ckpt: no such checkpoint file"):
+        train(tmp_path, *common, "ckpt_path=nowhere.ckpt")
+
+
+def _complete(line: str) -> list[str]:
+    import os
+
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    out = subprocess.run([sys.executable, "-m", "lightning_gans", "-sc", "query=bash"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_bash_completion_completes_commands_and_train_overrides():
+    # What the script of `lightning-gans train -sc install=bash` asks: `lightning-gans -sc query=bash`.
+    assert _complete("lightning-gans tra") == ["train", "transfer"]
+    assert "model=paper256" in _complete("lightning-gans train model=pa")
+    assert "trainer." in _complete("lightning-gans train trai")
+    script = subprocess.run([sys.executable, "-m", "lightning_gans", "train", "-sc", "install=bash"],
+                            capture_output=True, text=True, timeout=120).stdout
+    assert script.rstrip().endswith("-F hydra_bash_completion lightning-gans")
+
+
+def test_long_commands_show_a_bar_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(src / f"{i}.png")
+    monkeypatch.setenv("LG_PROGRESS", "1")  # stands in for a terminal
+    assert main(["shards", str(src), str(tmp_path / "a"), "--resolution", "16"]) == 0
+    assert "shards: 100%" in capsys.readouterr().err
+    monkeypatch.delenv("LG_PROGRESS")  # pytest's stderr is no terminal: no bar
+    assert main(["shards", str(src), str(tmp_path / "b"), "--resolution", "16"]) == 0
+    assert "%|" not in capsys.readouterr().err

@@ -50,10 +50,20 @@ def test_stale_lock_of_dead_process_is_removed(tmp_path):
 
 
 def test_unrefreshed_lock_from_another_host_is_removed(tmp_path):
+    """A lock nobody refreshed for longer than stale_after is taken over at once (its pid means
+    nothing here: it is another host's), not waited on until the timeout."""
     lock = tmp_path / "b.lock"
-    write_lock(lock, 1, host="some-other-node", age=600)
-    with _jit.BuildLock(lock, timeout=10, stale_after=60):
-        pass
+    write_lock(lock, os.getpid(), host="some-other-node", age=600)  # a live pid on this host
+    t0 = time.monotonic()
+    with _jit.BuildLock(lock, timeout=10, stale_after=60) as held:
+        assert time.monotonic() - t0 < 5
+        assert json.loads(lock.read_text())["token"] == held.token  # ours now, not the old one
+    assert not lock.exists()  # the stale lock is gone and ours was released
+    # The same lock refreshed recently is a live holder's: waited for, then a timeout.
+    write_lock(lock, 1, host="some-other-node", age=1)
+    with pytest.raises(_jit.LockTimeout, match="some-other-node"):
+        _jit.BuildLock(lock, timeout=0.5, stale_after=60).acquire()
+    assert lock.exists()
 
 
 def test_live_lock_is_waited_for_then_times_out(tmp_path):
@@ -139,6 +149,29 @@ def test_cache_key_follows_sources_and_arch(tmp_path):
     assert _jit.spec_for("cpu").key == _jit.spec_for("cpu").key
 
 
+def test_cpu_isa_override_enters_flags_and_key(monkeypatch):
+    """LG_CPU_ISA picks the vector ISA of the CPU build: its flags and cache key follow it; an
+    unknown name, or an ISA the CPU lacks (the build would crash on an illegal instruction), is
+    a BuildError naming the variable."""
+    have = _jit.detected_isa()
+    monkeypatch.delenv("LG_CPU_ISA", raising=False)
+    default = _jit.spec_for("cpu")
+    assert default.isa == have and not set(default.cflags) & {"-mno-avx512f", "-mno-avx2"}
+    monkeypatch.setenv("LG_CPU_ISA", have.upper())
+    assert _jit.spec_for("cpu").key == default.key
+    lower = _jit.CPU_ISAS[_jit.CPU_ISAS.index(have) + 1:]
+    for isa in lower:
+        monkeypatch.setenv("LG_CPU_ISA", isa)
+        spec = _jit.spec_for("cpu")
+        assert spec.isa == isa and spec.key != default.key
+        assert "-mno-avx512f" in spec.cflags
+        assert ("-mno-avx2" in spec.cflags) == (isa == "generic")
+    for bad in ("sse9", *_jit.CPU_ISAS[:_jit.CPU_ISAS.index(have)]):
+        monkeypatch.setenv("LG_CPU_ISA", bad)
+        with pytest.raises(_jit.BuildError, match="LG_CPU_ISA"):
+            _jit.spec_for("cpu")
+
+
 def test_missing_compiler_warns_once_and_falls_back(tmp_path, monkeypatch):
     monkeypatch.setenv("LG_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
@@ -165,6 +198,8 @@ def test_doctor_reports_without_building(tmp_path, monkeypatch, capsys):
     assert doctor.main([]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path) in out and "torch" in out and "C++ compiler" in out
+    isa_line = next(ln for ln in out.splitlines() if ln.startswith("CPU ISA"))
+    assert f"{_jit.detected_isa()} (CPU); kernels target {_jit.target_isa()}" in isa_line
     rows = [ln.split() for ln in out.splitlines() if ln.startswith(("cpu ", "cuda "))]
     assert {(r[0], r[1]) for r in rows} == {(d, o) for d in ("cpu", "cuda") for o in doctor.OPS}
     assert not list(tmp_path.iterdir())  # nothing was built

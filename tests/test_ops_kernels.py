@@ -185,6 +185,57 @@ def test_bias_act_matches_reference(kernels, device, act):
             torch.testing.assert_close(a, e, **TOL[dtype])
 
 
+def test_bias_act_plain_backward_sums_bias_grad_in_the_kernel(cpu_kernels, monkeypatch):
+    """A training step's backward (no create_graph) takes dx and db from one fused kernel pass
+    (bias_act_grad): both as the reference's, for NCHW rows, [N, C] rows (more than one row
+    block of the db partial sums), a trailing channel dim, channels-last maps, a strided view,
+    with and without clamp, each activation family, one thread and several."""
+    calls = []
+    real = cpu_kernels.bias_act_grad
+    monkeypatch.setattr(cpu_kernels, "bias_act_grad", lambda *a: calls.append(1) or real(*a))
+    shapes = [((8, 32, 12, 12), 1, None), ((300, 24), 1, None), ((5, 7, 40), -1, None),
+              ((3, 20, 9, 11), 1, torch.channels_last), ((4, 16, 10, 10), 1, "strided")]
+    threads = torch.get_num_threads()
+    try:
+        for (shape, dim, layout), act, clamp, dtype, nthreads in itertools.product(
+                shapes, ("lrelu", "linear", "swish"), (None, 0.7), TOL, (1, 2)):
+            torch.set_num_threads(nthreads)
+            x0 = torch.randn(shape, dtype=dtype) * 2
+            if layout is torch.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+            elif layout == "strided":
+                x0 = torch.randn(shape[0], shape[1] * 2, *shape[2:], dtype=dtype)[:, ::2] * 2
+            b0 = torch.randn(shape[dim], dtype=dtype)
+            grads = {}
+            for impl in ("ref", "compiled"):
+                x, b = x0.clone().requires_grad_(), b0.clone().requires_grad_()
+                y = bias_act(x, b, dim=dim, act=act, clamp=clamp, impl=impl)
+                g = torch.randn_like(y, generator=torch.Generator().manual_seed(1))
+                y.backward(g)
+                grads[impl] = (x.grad, b.grad)
+            for got, want in zip(grads["compiled"], grads["ref"]):
+                assert got.shape == want.shape and got.dtype == want.dtype
+                torch.testing.assert_close(got, want, **TOL[dtype])
+            if clamp is not None:  # the clamp must have cut some gradients
+                assert (grads["ref"][0] == 0).any()
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == len(shapes) * 3 * 2 * len(TOL) * 2
+    # Only x needs a gradient: no bias sum at all, the plain mode-1 kernel.
+    calls.clear()
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    bias_act(x, torch.randn(3), act="lrelu", impl="compiled").sum().backward()
+    assert not calls and x.grad is not None
+
+
+def test_cpu_kernels_report_their_isa(cpu_kernels):
+    """The module says which vector ISA it was compiled for: the one the spec (LG_CPU_ISA, else
+    the CPU's best) asked for, and never more than the CPU has."""
+    spec = _jit.spec_for("cpu")
+    assert cpu_kernels.isa == spec.isa
+    assert _jit.CPU_ISAS.index(cpu_kernels.isa) >= _jit.CPU_ISAS.index(_jit.detected_isa())
+
+
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_bias_act_gradcheck(kernels, device, act):
     x = torch.randn(2, 3, 4, dtype=torch.float64, device=device)

@@ -205,3 +205,24 @@ def test_bad_inputs(ckpt, tmp_path):
         generate_main([str(tmp_path / "missing.ckpt"), "--seeds", "0"])
     with pytest.raises(LGError, match="unconditional"):
         generate(ckpt, [0], class_idx=1)
+
+
+def test_every_command_signs_its_outputs(ckpt, tmp_path, monkeypatch):
+    from lightning_gans.synthesis import content_credentials as cc
+
+    monkeypatch.setenv("LG_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "mix"
+    assert stylemix_main([str(ckpt), "--rows", "1,2", "--cols", "3", "--no-watermark", "--outdir", str(out)]) == 0
+    r = cc.read(out / "stylemix-grid.png")
+    assert r["valid"] and r["assertion"]["checkpoint_sha256"] == sha(ckpt)
+    assert r["assertion"]["watermark"] == "none (turned off with --no-watermark)"
+    out = tmp_path / "interp"
+    assert interpolate_main([str(ckpt), "--seeds", "1,2", "--frames", "2", "--space", "z", "--format", "gif",
+                             "--outdir", str(out)]) == 0
+    for f in [*sorted((out / "frames").glob("*.png")), out / "interpolation.gif"]:
+        r = cc.read(f)
+        assert r["valid"] and r["assertion"]["command"] == "interpolate", f
+        assert r["assertion"]["watermark"].startswith("none (output below 256 px"), f
+    with pytest.raises(LGError, match="go together"):
+        generate_main([str(ckpt), "--seeds", "0", "--sign-key", str(ckpt), "--outdir", str(tmp_path / "o")])
+    cc.configure()

@@ -76,7 +76,9 @@ def test_mp4_odd_size_and_grey(tmp_path):
     with imageio.get_reader(path) as r:
         decoded = np.stack([f for f in r])  # not list(r): len() of a stream is inf
     assert decoded.shape == (3, 34, 32, 3)  # padded to even: yuv420p needs it
-    assert file_provenance(path) == {"synthetic": "true"}
+    meta = file_provenance(path)  # write_video records that frames this small get no watermark
+    assert meta == {"synthetic": "true", "watermark": meta["watermark"]}
+    assert meta["watermark"].startswith("none (output below 256 px")
 
 
 def test_gif_fallback_without_ffmpeg(ckpt, tmp_path, capsys, no_ffmpeg):

@@ -1,6 +1,7 @@
 """The ADA p controller (Karras et al., NeurIPS 2020, section 3 / appendix C).
 
-The overfitting heuristic r_t = E[sign(D(x_real))] is collected from the D main steps; every
+The overfitting heuristic r_t = E[sign(D(x_real))] is the mean over every real logit the D phases
+reported since the last adjustment (the official collects 'Loss/signs/real' of Dmain and Dreg); every
 `interval` iterations p moves by sign(r_t - target) * batch * interval / (kimg * 1000), so p can
 rise or fall by 1 in `kimg` thousand images, and never goes below 0.
 """
@@ -29,8 +30,9 @@ class AdaController(nn.Module):
         self.register_buffer("sign_stats", torch.zeros([2], dtype=torch.float64))  # (sum, count)
 
     def accumulate(self, signs_real: torch.Tensor) -> None:
-        """Add one D step's mean sign(D(real)) (a scalar; the loss logs it as "signs/real")."""
-        self.sign_stats += torch.stack([signs_real.detach().double().reshape([]), torch.ones_like(self.sign_stats[0])])
+        """Add one D phase's sign(D(real)) values (per sample; the loss reports them as "signs/real")."""
+        signs = signs_real.detach().double().flatten()
+        self.sign_stats += torch.stack([signs.sum(), torch.full_like(self.sign_stats[0], signs.numel())])
 
     def step_size(self, batch_size: int) -> float:
         """|change of p| per adjustment for a global batch of `batch_size` images."""
@@ -49,7 +51,7 @@ class AdaController(nn.Module):
             return None
         stats = self.sign_stats.clone()
         if reduce is not None:
-            reduce(stats)  # every rank reported once per D step: the mean of sums / counts is global
+            reduce(stats)  # mean over ranks of (sum, count): their ratio is the global mean
         self.sign_stats.zero_()
         if float(stats[1]) == 0:
             return None

@@ -16,10 +16,16 @@ runs to its time limit rather than stopping early as if finished.
 
 from __future__ import annotations
 
+import logging
 import signal
+from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+SIGTERM_EXIT = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
 class SyncedRequeue(pl.Callback):
@@ -52,6 +58,32 @@ class SyncedRequeue(pl.Callback):
             self._received = False
             rank_zero_info(f"{self.signum.name} received: checkpoint and requeue after step {trainer.global_step}")
             self._handler(self.signum, None)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM (Slurm's end of job, `kill`, a preemption): Lightning stops at the next step
+        boundary with SIGTERMException, a SystemExit of status 0, and saves nothing. Save as on
+        SIGUSR1 (last.ckpt of the checkpoint callback, else the hpc checkpoint), say so, and exit
+        with 143 so schedulers and scripts see the run did not finish."""
+        if not isinstance(exception, SIGTERMException):
+            return
+        path = None
+        ckpt = trainer.checkpoint_callback
+        if isinstance(ckpt, pl.callbacks.ModelCheckpoint) and ckpt.dirpath:
+            path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+        elif trainer.default_root_dir:
+            path = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        step = trainer.global_step
+        try:
+            if path is not None:
+                trainer.save_checkpoint(path)
+        except Exception as e:  # noqa: BLE001 - say why, still exit non-zero
+            log.error("SIGTERM received at step %d; saving %s failed (%s)", step, path, e)
+        else:
+            if trainer.is_global_zero:
+                where = f"saved {path}; resume with ckpt_path={path}" if path else "nothing saved"
+                log.warning("SIGTERM received: stopped after step %d, %s; exiting with status %d",
+                            step, where, SIGTERM_EXIT)
+        exception.code = SIGTERM_EXIT
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A signal after the last batch has no step boundary left to run at; Lightning's own

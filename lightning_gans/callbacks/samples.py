@@ -12,7 +12,36 @@ from ..synthesis.images import make_grid, provenance, save_png
 from ..synthesis.latents import seeds_to_z
 
 
-class SampleGrid(pl.Callback):
+def log_grid(trainer: pl.Trainer, key: str, grid, step: int) -> None:
+    """One image to every logger that takes images (W&B)."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[Image.fromarray(grid)], step=step)
+
+
+class GridSchedule:
+    """What both sample callbacks share: the training images as one grid, once, at the first
+    batch (from that batch: drawing one of our own would advance the data's random streams and
+    change what a resumed run sees), and each sample grid once (on_train_end at a step that
+    just had its grid emits nothing)."""
+
+    reals_logged = False
+    emitted_step: int | None = None
+
+    def log_reals_once(self, trainer: pl.Trainer, imgs: torch.Tensor, num: int) -> None:
+        if self.reals_logged or not trainer.is_global_zero:
+            return
+        self.reals_logged = True
+        log_grid(trainer, "samples/reals", make_grid(imgs[:num].detach().float().cpu()), trainer.global_step)
+
+    def should_emit(self, trainer: pl.Trainer) -> bool:
+        if self.emitted_step == trainer.global_step:
+            return False
+        self.emitted_step = trainer.global_step
+        return True
+
+
+class SampleGrid(GridSchedule, pl.Callback):
     """Every `every_n_steps` iterations (and at the end), render the same seeds with G_ema.
 
     The same seeds, const noise and truncation at every step make grids comparable over time.
@@ -66,13 +95,16 @@ class SampleGrid(pl.Callback):
             noise_mode=self.noise_mode,
         )
         self.last_path = save_png(grid, out, meta)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key="samples/fakes", images=[Image.fromarray(grid)], step=step)
+        log_grid(trainer, "samples/fakes", grid, step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if isinstance(batch, dict) and "img" in batch:
+            self.log_reals_once(trainer, batch["img"], len(self.seeds))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and self.should_emit(trainer):
             self._emit(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._emit(trainer, pl_module)
+        if self.should_emit(trainer):
+            self._emit(trainer, pl_module)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from PIL import Image
 
 from ..synthesis.images import make_grid, provenance, save_png
 from ..synthesis.latents import seeds_to_z
+from .samples import GridSchedule, log_grid
 
 
 def _masks(pl_module, x: torch.Tensor):
@@ -27,7 +27,7 @@ def _masks(pl_module, x: torch.Tensor):
     return fan_masks(x) if fan_masks is not None else None
 
 
-class StarGANSampleGrid(pl.Callback):
+class StarGANSampleGrid(GridSchedule, pl.Callback):
     """Every `every_n_steps` iterations (and at the end): latent grids at each psi and one
     reference grid, as PNG under <run dir>/<dirname> and W&B images. Rank 0 only."""
 
@@ -52,6 +52,7 @@ class StarGANSampleGrid(pl.Callback):
         self.last_path: Path | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.log_reals_once(trainer, batch["x_src"], self.num_sources)
         if self.fixed is None:
             self.fixed = {
                 "x_src": batch["x_src"][: self.num_sources].detach().cpu(),
@@ -110,13 +111,12 @@ class StarGANSampleGrid(pl.Callback):
             meta = provenance(model=pl_module.kind, step=step, grid=key, truncation=psi,
                               seeds=f"{self.seeds[0]}-{self.seeds[-1]}" if psi is not None else None)
             self.last_path = save_png(grid, root / f"{key}-step{step:07d}.png", meta)
-            for logger in trainer.loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(key=f"samples/{key}", images=[Image.fromarray(grid)], step=step)
+            log_grid(trainer, f"samples/{key}", grid, step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and self.should_emit(trainer):
             self._emit(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._emit(trainer, pl_module)
+        if self.should_emit(trainer):
+            self._emit(trainer, pl_module)

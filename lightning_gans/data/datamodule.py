@@ -28,6 +28,21 @@ def _is_remote(url: str) -> bool:
     return "://" in url or url.startswith("pipe:")
 
 
+def read_manifest(path: Path) -> dict:
+    """A shard folder's manifest.json; DataError naming the file when it is not one."""
+    try:
+        manifest = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"{path} is not a readable JSON manifest ({type(e).__name__}: {e}); "
+                        "re-write the shards with `lightning-gans shards`, or delete the file to "
+                        "use the folder's *.tar files") from None
+    shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and "name" in s for s in shards):
+        raise DataError(f"{path} has no list of shards ('shards': [{{'name': ...}}]); re-write the "
+                        "shards with `lightning-gans shards`, or delete the file")
+    return manifest
+
+
 def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]
                    ) -> tuple[list[str], dict | None]:
     """A shard folder, brace pattern, URL or list -> (shard urls, manifest or None).
@@ -42,7 +57,7 @@ def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]
         folder = Path(items[0])
         mpath = folder / "manifest.json"
         if mpath.exists():
-            manifest = json.loads(mpath.read_text())
+            manifest = read_manifest(mpath)
             urls = [str(folder / s["name"]) for s in manifest["shards"]]
         else:
             manifest, urls = None, sorted(str(p) for p in folder.glob("*.tar"))
@@ -54,7 +69,7 @@ def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]
         local = [u[5:] if u.startswith("file:") else u for u in urls if not _is_remote(u)]
         dirs = {Path(u).parent for u in local}
         mpath = dirs.pop() / "manifest.json" if len(dirs) == 1 and len(local) == len(urls) else None
-        manifest = json.loads(mpath.read_text()) if mpath and mpath.exists() else None
+        manifest = read_manifest(mpath) if mpath and mpath.exists() else None
     for u in urls:
         path = u[5:] if u.startswith("file:") else u
         if not _is_remote(u) and not Path(path).is_file():
@@ -93,6 +108,7 @@ class ShardDataModule(pl.LightningDataModule):
         seed: int = 0,
         shuffle_buffer: int = 256,  # raw samples per worker held for shuffling
         epoch_samples: int | None = None,  # images per Lightning epoch (all ranks); None: endless
+        max_bad_samples: int = 1000,  # undecodable samples in a row before giving up (DataError)
     ) -> None:
         super().__init__()
         # plain types only: checkpoints must load with torch.load(weights_only=True), which
@@ -106,6 +122,7 @@ class ShardDataModule(pl.LightningDataModule):
         self._resolution, self.batch_size, self.num_workers = resolution, batch_size, num_workers
         self.xflip, self.use_labels, self.seed = xflip, use_labels, seed
         self.shuffle_buffer, self.epoch_samples = shuffle_buffer, epoch_samples
+        self.max_bad_samples = int(max_bad_samples)
         where = self.urls[0] if self.manifest is None else f"{shards}"
         labels = (self.manifest or {}).get("labels")
         if use_labels and not labels:
@@ -167,6 +184,12 @@ class ShardDataModule(pl.LightningDataModule):
                 f"shards in {where} are {res} px but the model wants {self._resolution} px: "
                 f"set data.resolution/model.resolution to {res} or re-shard with "
                 f"--resolution {self._resolution}")
+        count = (self.manifest or {}).get("count")
+        if isinstance(count, int) and count < self.batch_size:
+            log.warning("data.shards %s holds only %d image%s, fewer than one batch (%d): the model "
+                        "will just memorise %s; use a real dataset (thousands of images)",
+                        self.hparams.shards, count, "" if count == 1 else "s", self.batch_size,
+                        "it" if count == 1 else "them")
         _, world = self._world()
         if len(self.urls) < world * max(1, self.num_workers):
             log.warning("%d shards for %d ranks x %d workers: readers share shards; re-shard "
@@ -205,7 +228,8 @@ class ShardDataModule(pl.LightningDataModule):
         stream = ShardStream(
             self.urls, self._resolution, self.per_rank_batch(), rank=rank, world_size=world,
             seed=self.seed, xflip=self.xflip, num_classes=self.c_dim,
-            shuffle_buffer=self.shuffle_buffer, epoch_batches=epoch_batches)
+            shuffle_buffer=self.shuffle_buffer, epoch_batches=epoch_batches,
+            max_bad_samples=self.max_bad_samples)
         self._loader = StreamLoader(stream, self.num_workers, self._consumed,
                                     pin_memory=torch.cuda.is_available())
         return self._loader

@@ -61,10 +61,20 @@ def _scale_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.rint(a.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
+MIN_SIDE = 8  # an image whose short side is smaller holds too little to be upscaled into a sample
+
+
 def center_square(img: Image.Image, resolution: int | None) -> Image.Image:
-    """Largest centred square crop, then Lanczos resize to `resolution` (if given)."""
+    """Largest centred square crop, then Lanczos resize to `resolution` (if given). ValueError
+    for a resolution < 1, and for an image under MIN_SIDE px that would be blown up (a 1x1 pixel
+    would become a flat square that looks like data); callers skip and count those."""
     w, h = img.size
     s = min(w, h)
+    if resolution is not None:
+        if resolution < 1:
+            raise ValueError(f"resolution {resolution} is not a size; give an integer >= 1")
+        if s < min(MIN_SIDE, resolution):
+            raise ValueError(f"image is {w}x{h} px: too small to upscale to {resolution}x{resolution}")
     left, top = (w - s) // 2, (h - s) // 2
     img = img.crop((left, top, left + s, top + s))
     if resolution is not None and s != resolution:

@@ -22,6 +22,7 @@ from PIL import Image
 
 from lightning_gans.data.images import center_square, encode, to_rgb
 from lightning_gans.errors import DataError
+from lightning_gans.progress import bar
 
 FORMAT_VERSION = 1
 IMAGE_EXTS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # shard ext -> PIL format name
@@ -297,9 +298,11 @@ def shards_from_folder(
         classes = {n: i for i, n in enumerate(names)}
         skipped += [f"{rel}: not in a class subfolder" for rel in files if "/" not in rel]
         files = [rel for rel in files if "/" in rel]
-    with ShardWriter(out_dir, maxcount=maxcount, resolution=resolution) as writer:
+    with ShardWriter(out_dir, maxcount=maxcount, resolution=resolution) as writer, \
+            bar(len(files), "shards") as progress:
         n = 0
         for rel, data in source.read(files):
+            progress.update(1)
             if isinstance(data, tuple):  # (reason, detail) from the lister
                 skipped.append(f"{rel}: {data[0]} ({data[1]})")
                 continue
@@ -336,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maxcount", type=int, default=1000, help="images per shard")
     p.add_argument("--ext", choices=sorted(IMAGE_EXTS), default="png", help="stored encoding")
     a = p.parse_args(argv)
+    for flag, value in (("--resolution", a.resolution), ("--maxcount", a.maxcount)):
+        if value is not None and value < 1:  # issue 19: not blamed on every image
+            raise DataError(f"{flag} {value} is not valid: give an integer >= 1")
     m = shards_from_folder(a.folder, a.out, a.resolution, a.labels_from_subfolders,
                            a.maxcount, a.ext)
     for line in m["skipped"][:20]:

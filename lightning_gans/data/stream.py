@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -27,6 +28,8 @@ from lightning_gans.errors import DataError
 
 log = logging.getLogger(__name__)
 IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
+MAX_BAD_SAMPLES = 1000   # undecodable samples in a row before a worker gives up
+MAX_BAD_SECONDS = 120.0  # or seconds without one decodable sample
 
 
 def worker_batches_before(consumed: int, worker: int, num_workers: int,
@@ -120,6 +123,8 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 256,  # raw samples held for shuffling (<= 1: no shuffle)
         epoch_batches: int | None = None,
         start_batch: int = 0,
+        max_bad_samples: int = MAX_BAD_SAMPLES,    # give up after this many bad samples in a row
+        max_bad_seconds: float = MAX_BAD_SECONDS,  # ... or this long without a good one
     ) -> None:
         super().__init__()
         if not urls:
@@ -128,6 +133,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.xflip, self.num_classes, self.shuffle_buffer = xflip, num_classes, shuffle_buffer
         self.epoch_batches, self.start_batch = epoch_batches, start_batch
+        self.max_bad_samples, self.max_bad_seconds = int(max_bad_samples), float(max_bad_seconds)
 
     def __len__(self) -> int:
         if self.epoch_batches is None:  # endless: look unsized to DataLoader and Lightning
@@ -182,12 +188,23 @@ class ShardStream(IterableDataset):
                                     f"(last: {url}): check the files") from e
 
     def _decode(self, src: Iterator[dict], skiplog: _SkipLog) -> Iterator[tuple]:
+        bad, since = 0, time.monotonic()  # bad samples in a row; time of the last good one
         for s in src:
             try:  # one bad sample must never stop a long run: count it and go on
                 rgb, label = decode_sample(s, self.resolution, self.num_classes)
             except Exception as e:
-                skiplog.skip(f"{s.get('__url__')}:{s.get('__key__')}", f"{type(e).__name__}: {e}")
+                why = f"{type(e).__name__}: {e}"
+                skiplog.skip(f"{s.get('__url__')}:{s.get('__key__')}", why)
+                bad += 1
+                waited = time.monotonic() - since
+                if bad >= self.max_bad_samples or waited > self.max_bad_seconds:
+                    raise DataError(
+                        f"gave up on the shards ({len(self.urls)} files, e.g. {self.urls[0]}): "
+                        f"{bad} samples in a row could not be used ({waited:.0f} s without a good "
+                        f"one; last: {s.get('__key__')}: {why}); check or re-write them with "
+                        "`lightning-gans shards` (+data.max_bad_samples=N allows more)") from None
                 continue
+            bad, since = 0, time.monotonic()
             yield (rgb[:, ::-1] if self.xflip and s["__flip__"] else rgb), label
 
     def _collate(self, batch: list[tuple], skiplog: _SkipLog) -> dict:
@@ -227,5 +244,13 @@ class StreamLoader(DataLoader):
         base, latest = self.skipped, [0] * W
         for k, batch in enumerate(it):
             latest[k % W] = int(batch["skipped"])
-            self.skipped = base + sum(latest)
+            before, self.skipped = self.skipped, base + sum(latest)
+            self._announce(before, self.skipped)
             yield batch
+
+    def _announce(self, before: int, now: int) -> None:
+        """On the console (the main process; workers log each skip to train.log): the first
+        skips, then each time the count passes a power of ten."""
+        if now > before and (before == 0 or int(math.log10(max(now, 1))) > int(math.log10(max(before, 1)))):
+            log.warning("data: %d samples skipped so far (corrupt, unreadable, wrong size or "
+                        "label; each is listed in the log; logged as data/skipped)", now)

@@ -1,6 +1,9 @@
-"""Official StyleGAN2-ADA / rosinality / StarGAN v2 checkpoints to ours and back (`lightning-gans convert`).
+"""Official StyleGAN / StyleGAN2 (TF and PyTorch) / rosinality / StarGAN v2 checkpoints to ours and back
+(`lightning-gans convert`).
 
 Formats, found from the file itself:
+  tf-stylegan        official TF StyleGAN (v1) pickles, e.g. karras2019stylegan-ffhq-1024x1024.pkl (interop.tf_pickle)
+  tf-stylegan2       official TF StyleGAN2 pickles, e.g. stylegan2-ffhq-config-f.pkl (nothing in either runs)
   sg2ada-pickle      network-snapshot-*.pkl (read by interop.safe_pickle; nothing in it runs)
   sg2ada-state-dict  official-named state dicts: {'G','D','G_ema'} .pt, a flat .npz, or a folder of G/D/G_ema.npz
   rosinality         rosinality/stylegan2-pytorch .pt ({'g','d','g_ema','args'} or {'g_ema','latent_avg'})
@@ -25,11 +28,12 @@ from torch import nn
 from ..checkpoint import atomic_save, file_sha256
 from ..errors import CheckpointError
 from . import rosinality as rosi
-from . import sg2ada
+from . import sg2ada, tf_stylegan, tf_stylegan2
 from . import stargan_v2 as sgv2
 from .safe_pickle import PersistentRecord, load_network_pickle
+from .tf_pickle import is_tf_pickle, load_tf_pickle
 
-KINDS = ("stylegan2", "stargan_v2")
+KINDS = ("stylegan", "stylegan2", "stargan_v2")
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Imported:
     hyper_parameters: dict
     notes: list[str] = field(default_factory=list)
     contents: list[str] = field(default_factory=list)  # the networks in the file, by its own names
+    truncation: dict | None = None  # the file's own sampling default {psi, cutoff} (TF pickles)
 
     def describe(self) -> str:
         res = self.hyper_parameters["resolution"]
@@ -90,6 +95,14 @@ def read(path: str | os.PathLike) -> tuple[str, str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     if path.suffix == ".pkl":
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        if is_tf_pickle(head):  # a TensorFlow (G, D, Gs) tuple of dnnlib.tflib Networks
+            nets = load_tf_pickle(path)
+            g = nets.get("Gs") or nets.get("G")
+            if g is not None and g.build_func_name == "G_style":
+                return "tf-stylegan", "stylegan", nets
+            return "tf-stylegan2", "stylegan2", nets
         return "sg2ada-pickle", "stylegan2", load_network_pickle(path)
     if path.suffix == ".npz":
         sd = _npz(path)
@@ -173,6 +186,8 @@ def load_official(path: str | os.PathLike, kind: str | None = None, resolution: 
         raise CheckpointError(f"{path} is already a lightning_gans checkpoint; nothing to convert")
     if fmt == "stargan_v2":
         return _stargan(path, payload, resolution)
+    if fmt in ("tf-stylegan", "tf-stylegan2"):
+        return _tf(path, fmt, payload, resolution)
     if fmt == "rosinality":
         imp, g_sds, d_sd = _rosinality(path, payload)
     else:
@@ -197,6 +212,29 @@ def load_official(path: str | os.PathLike, kind: str | None = None, resolution: 
             mapping.w_avg.copy_(torch.as_tensor(w).reshape(-1))
         if latent is None:
             imp.notes.append("w_avg = mean of 4096 seeded mapped z (the file stores no latent average)")
+    return imp
+
+
+def _tf(path: Path, fmt: str, nets: dict, resolution: int | None) -> Imported:
+    """Official TF StyleGAN / StyleGAN2 (G, D, Gs): G_ema = Gs; a missing G copies Gs, a missing D is fresh."""
+    if not ("Gs" in nets or "G" in nets):
+        raise CheckpointError(f"{path}: the pickle has no generator (G or Gs)")
+    v1 = fmt == "tf-stylegan"
+    hp, trunc, g_sds, d_sd = (tf_stylegan if v1 else tf_stylegan2).convert(nets, str(path))
+    contents = [n for n in ("G", "D", "Gs") if n in nets]
+    cutoff = "all ws" if trunc["cutoff"] is None else f"ws 0..{int(trunc['cutoff']) - 1}"
+    notes = [f"the official default truncation is psi {trunc['psi']} on {cutoff}; `--truncation {trunc['psi']}` "
+             "applies it (the cutoff is the checkpoint's default)"]
+    if v1:
+        notes.append(f"fused_scale={hp['fused_scale']!r}; fine-tuning starts at {hp['resolution']} px "
+                     "(model.start_resolution; no progressive phase below it)")
+    imp = Imported(fmt, "stylegan" if v1 else "stylegan2", str(path), {}, hp, notes, contents)
+    imp.truncation = trunc
+    if resolution is not None and hp["resolution"] != resolution:
+        raise CheckpointError(f"{path} is {imp.describe()}; asked for resolution {resolution}")
+    imp.networks = (tf_stylegan if v1 else sg2ada).build_networks(hp, g_sds, d_sd)
+    if d_sd is None:
+        imp.notes.append("no discriminator in the file: D is freshly initialized (seed 0)")
     return imp
 
 
@@ -238,10 +276,22 @@ def to_checkpoint(imp: Imported) -> dict:
         sd["nimg"] = torch.zeros([], dtype=torch.int64)
         G_kwargs, D_kwargs = sg2ada.module_kwargs(hp)
         config = {"kind": "stylegan2", "name": hp["name"], "G_kwargs": G_kwargs, "D_kwargs": D_kwargs}
+    elif imp.kind == "stylegan":
+        for n in ("G", "D", "G_ema"):
+            sd.update({f"{n}.{k}": v.detach().clone() for k, v in imp.networks[n].state_dict().items()})
+        # StyleGANModule's progress buffers: grown to the full resolution, no fade-in.
+        sd["nimg"] = torch.zeros([], dtype=torch.int64)
+        sd["phase"] = torch.zeros([], dtype=torch.int64)
+        sd["resolution"] = torch.tensor(hp["resolution"], dtype=torch.int64)
+        sd["alpha"] = torch.ones([], dtype=torch.float64)
+        G_kwargs, D_kwargs = tf_stylegan.module_kwargs(hp)
+        config = {"kind": "stylegan", "name": hp["name"], "G_kwargs": G_kwargs, "D_kwargs": D_kwargs}
     else:
         for n, net in imp.networks.items():
             sd.update({f"{n}.{k}": v.detach().clone() for k, v in net.state_dict().items()})
         config = {"kind": "stargan_v2", "name": hp["name"], "net_kwargs": sgv2.net_kwargs(hp)}
+    if imp.truncation is not None:
+        config["truncation"] = dict(imp.truncation)  # the file's sampling default {psi, cutoff}
     src = Path(imp.source)
     return {"state_dict": sd, "hyper_parameters": dict(hp), "model_config": config,
             "converted_from": {"format": imp.format, "path": str(src), "sha256": _sha256(src),
@@ -324,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flavor", choices=("sg2ada", "rosinality"), default="sg2ada",
                     help="naming of the exported StyleGAN2 state dicts")
     args = ap.parse_args(argv)
+    from ..errors import refuse_overwrite  # issue 19: never write over the input
+
+    refuse_overwrite(args.out, [("SRC", args.src)], "OUT")
     if args.to == "ours":
         imp = load_official(args.src, kind=args.kind, resolution=args.resolution)
         path = atomic_save(to_checkpoint(imp), args.out)

@@ -6,7 +6,9 @@ weights carry a leading batch axis [1, O, I, k, k], the FusedLeakyReLU bias sits
 noise strengths are [1] and noise maps [1, 1, r, r] buffers (`noises.noise_i`), the constant input
 is [1, C, 4, 4], and toRGB biases are [1, C, 1, 1]. Blur kernels are the fixed [1, 3, 3, 1] filter
 (checked, not copied). Widths are read from tensor shapes, never from size/channel_multiplier,
-and there is no activation clamping (conv_clamp=None).
+and there is no activation clamping (conv_clamp=None) and no float16 (num_fp16_res=0): rosinality's
+code trains in float32. Exporting a model with a conv_clamp keeps the weights; rosinality's code
+does not clamp, so its outputs differ where an activation reached the clamp.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def hparams(g_sd: dict, d_sd: dict | None, name: str = "rosinality-import") -> d
     w_dim = g_sd["style.1.weight"].shape[0]
     return dict(resolution=R, z_dim=w_dim, w_dim=w_dim, c_dim=0, img_channels=g_sd["to_rgb1.conv.weight"].shape[1],
                 mapping_layers=n_mlp, mapping_lr_multiplier=0.01, w_avg_beta=0.995, channel_base=base,
-                channel_max=cmax, conv_clamp=None, mbstd_group_size=4, mbstd_num_channels=1, name=name)
+                channel_max=cmax, conv_clamp=None, num_fp16_res=0, mbstd_group_size=4, mbstd_num_channels=1,
+                name=name)
 
 
 def _check_kernels(sd: dict, kernels: dict[str, float], what: str) -> None:

@@ -22,8 +22,9 @@ D_POSITIONAL = (
     "c_dim", "img_resolution", "img_channels", "architecture", "channel_base", "channel_max", "num_fp16_res",
     "conv_clamp", "cmap_dim", "block_kwargs", "mapping_kwargs", "epilogue_kwargs",
 )
-# Mixed-precision / memory-format / training-only switches: they change speed, not the function.
-SPEED_ONLY = {"num_fp16_res", "fp16_channels_last", "channels_last", "fused_modconv_default", "freeze_layers"}
+# Memory-format / training-only switches: they change speed, not the function. (num_fp16_res,
+# the mixed precision, changes the compute dtype only too, but it is kept: hp['num_fp16_res'].)
+SPEED_ONLY = {"fp16_channels_last", "channels_last", "fused_modconv_default", "freeze_layers"}
 DEFAULT_FILTER = [1, 3, 3, 1]
 
 
@@ -66,7 +67,7 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
     # stylegan2-ada passes synthesis_kwargs={...}; stylegan3's networks_stylegan2 takes them as **kwargs.
     sk = _take({**dict(g.pop("synthesis_kwargs", None) or {}), **g}, "G synthesis kwargs", {
         "channel_base": 32768, "channel_max": 512, "conv_clamp": None, "architecture": "skip",
-        "resample_filter": DEFAULT_FILTER, "use_noise": True})
+        "resample_filter": DEFAULT_FILTER, "use_noise": True, "num_fp16_res": 0})
     w_dim = top["w_dim"]
     checks = {"architecture": (sk["architecture"], "skip"), "mapping activation": (mk["activation"], "lrelu"),
               "resample_filter": (list(sk["resample_filter"]), DEFAULT_FILTER), "use_noise": (sk["use_noise"], True),
@@ -79,7 +80,8 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
         resolution=top["img_resolution"], z_dim=top["z_dim"], w_dim=w_dim, c_dim=top["c_dim"],
         img_channels=top["img_channels"], mapping_layers=mk["num_layers"], mapping_lr_multiplier=mk["lr_multiplier"],
         w_avg_beta=mk["w_avg_beta"], channel_base=sk["channel_base"], channel_max=sk["channel_max"],
-        conv_clamp=sk["conv_clamp"], mbstd_group_size=4, mbstd_num_channels=1, name=name,
+        conv_clamp=sk["conv_clamp"], num_fp16_res=int(sk["num_fp16_res"]), mbstd_group_size=4,
+        mbstd_num_channels=1, name=name,
     )
     if D_kwargs is not None:
         d = dict(D_kwargs)
@@ -89,7 +91,10 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
                    {"mbstd_group_size": 4, "mbstd_num_channels": 1, "activation": "lrelu"})
         dm = _take(dict(d.pop("mapping_kwargs", None) or {}), "D mapping_kwargs", {})
         dt = _take(d, "D kwargs", {"c_dim": 0, "img_resolution": None, "img_channels": 3, "architecture": "resnet",
-                                   "channel_base": 32768, "channel_max": 512, "conv_clamp": None, "cmap_dim": None})
+                                   "channel_base": 32768, "channel_max": 512, "conv_clamp": None, "cmap_dim": None,
+                                   "num_fp16_res": 0})
+        # One num_fp16_res drives G and D here (the official train.py sets both alike); the
+        # generator's wins where a pickle differs: only the compute dtype of D's blocks changes.
         del dm
         checks = {"architecture": (dt["architecture"], "resnet"), "activation": (bk["activation"], "lrelu"),
                   "resample_filter": (list(bk["resample_filter"]), DEFAULT_FILTER),
@@ -111,19 +116,40 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
 
 def module_kwargs(hp: dict) -> tuple[dict, dict]:
     """(G_kwargs, D_kwargs) exactly as StyleGAN2Module builds them from its hyper-parameters."""
+    precision = dict(num_fp16_res=hp.get("num_fp16_res", 0), fp16_on_cpu=hp.get("fp16_on_cpu", False))
     G_kwargs = dict(
         z_dim=hp["z_dim"], c_dim=hp["c_dim"], w_dim=hp["w_dim"], img_resolution=hp["resolution"],
         img_channels=hp["img_channels"],
         mapping_kwargs=dict(num_layers=hp["mapping_layers"], lr_multiplier=hp["mapping_lr_multiplier"],
                             w_avg_beta=hp["w_avg_beta"]),
         channel_base=hp["channel_base"], channel_max=hp["channel_max"], conv_clamp=hp["conv_clamp"],
+        **precision,
     )
     D_kwargs = dict(
         c_dim=hp["c_dim"], img_resolution=hp["resolution"], img_channels=hp["img_channels"],
         channel_base=hp["channel_base"], channel_max=hp["channel_max"], conv_clamp=hp["conv_clamp"],
         mbstd_group_size=hp["mbstd_group_size"], mbstd_num_channels=hp["mbstd_num_channels"],
+        **precision,
     )
     return G_kwargs, D_kwargs
+
+
+def official_kwargs(hp: dict) -> dict[str, dict]:
+    """The official Generator / Discriminator init kwargs of our hyper-parameters, precision
+    included (num_fp16_res, conv_clamp): what an export records beside the state dicts so that
+    hparams_from_official(...) of it gives hp back."""
+    common = dict(channel_base=hp["channel_base"], channel_max=hp["channel_max"],
+                  num_fp16_res=hp.get("num_fp16_res", 0), conv_clamp=hp["conv_clamp"])
+    G = dict(z_dim=hp["z_dim"], c_dim=hp["c_dim"], w_dim=hp["w_dim"], img_resolution=hp["resolution"],
+             img_channels=hp["img_channels"],
+             mapping_kwargs=dict(num_layers=hp["mapping_layers"], lr_multiplier=hp["mapping_lr_multiplier"],
+                                 w_avg_beta=hp["w_avg_beta"]),
+             synthesis_kwargs=dict(common))
+    D = dict(c_dim=hp["c_dim"], img_resolution=hp["resolution"], img_channels=hp["img_channels"], **common,
+             block_kwargs={}, mapping_kwargs={},
+             epilogue_kwargs=dict(mbstd_group_size=hp["mbstd_group_size"],
+                                  mbstd_num_channels=hp["mbstd_num_channels"]))
+    return {"G": G, "D": D}
 
 
 def infer_channel_base_max(channels: dict[int, int], what: str) -> tuple[int, int]:
@@ -138,9 +164,13 @@ def infer_channel_base_max(channels: dict[int, int], what: str) -> tuple[int, in
 
 
 def hparams_from_state_dicts(G_sd: dict, D_sd: dict | None, conv_clamp: float | None = 256,
-                             mbstd_group_size: int = 4, name: str = "sg2ada-import") -> dict:
-    """Hyper-parameters read off official-named tensors; conv_clamp and the mbstd group size are not
-    stored in tensors, so they take the official training defaults unless given."""
+                             mbstd_group_size: int = 4, name: str = "sg2ada-import",
+                             num_fp16_res: int | None = None) -> dict:
+    """Hyper-parameters read off official-named tensors; conv_clamp, num_fp16_res and the mbstd
+    group size are not stored in tensors, so they take the official training defaults unless
+    given (num_fp16_res: 4 with a conv_clamp, 0 without, as train.py pairs them)."""
+    if num_fp16_res is None:
+        num_fp16_res = 4 if conv_clamp is not None else 0
     fcs = sorted(int(m.group(1)) for k in G_sd if (m := re.fullmatch(r"mapping\.fc(\d+)\.weight", k)))
     blocks = sorted(int(m.group(1)) for k in G_sd if (m := re.fullmatch(r"synthesis\.b(\d+)\.torgb\.weight", k)))
     if not fcs or not blocks:
@@ -154,7 +184,7 @@ def hparams_from_state_dicts(G_sd: dict, D_sd: dict | None, conv_clamp: float | 
         w_dim=G_sd[f"mapping.fc{fcs[-1]}.weight"].shape[0], c_dim=c_dim,
         img_channels=G_sd[f"synthesis.b{max(blocks)}.torgb.weight"].shape[0], mapping_layers=len(fcs),
         mapping_lr_multiplier=0.01, w_avg_beta=0.995, channel_base=base, channel_max=cmax, conv_clamp=conv_clamp,
-        mbstd_group_size=mbstd_group_size, mbstd_num_channels=1, name=name,
+        num_fp16_res=num_fp16_res, mbstd_group_size=mbstd_group_size, mbstd_num_channels=1, name=name,
     )
     if D_sd is not None:
         if "b4.conv.weight" not in D_sd:

@@ -41,8 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+FID_MIN_RELIABLE = 2048  # feature dimension: fewer images give a rank-deficient covariance
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for flag, value, low in (("--batch", args.batch, 1), ("--num", args.num, 2),
+                             ("--resolution", args.resolution, 1)):
+        if value is not None and value < low:
+            print(f"error: {flag} {value} is not valid: give an integer >= {low}", file=sys.stderr)
+            return 2
     try:
         for src in (args.a, args.b):
             list_source(src)  # fail on a bad path before loading the network
@@ -59,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     except LGError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    few = min(s.num_items for s in stats)
+    if few < FID_MIN_RELIABLE:  # issue 19: say it, rather than print a number that looks normal
+        print(f"warning: FID from {few} images is unreliable (its covariance has rank < {few}, "
+              f"far below the 2048 features; the bias is large): use >= {FID_MIN_RELIABLE} images "
+              "per set, 50k for numbers comparable with papers", file=sys.stderr)
     result = {"fid": fid_from_stats(*stats, device=args.device), "num_a": stats[0].num_items,
               "num_b": stats[1].num_items}
     if args.kid:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tarfile
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from .stats import FeatureStats
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
 
+
+log = logging.getLogger(__name__)
 
 def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
@@ -105,15 +108,35 @@ def iter_images(
 ) -> Iterator[np.ndarray]:
     """Decoded images, uint8 [H, W, 3], in the source's canonical order."""
     kind, files = list_source(source)
-    if kind == "folder":
-        for p in files:
-            yield _decode(p, resolution)
-        return
-    for shard in files:
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.isfile() and _is_image(member.name):
-                    yield _decode(tar.extractfile(member).read(), resolution)
+    skipped: list[str] = []
+
+    def decoded(data, name: str):
+        try:
+            return _decode(data, resolution)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            # a corrupt or truncated image: skipped and counted, as the training data loader does
+            skipped.append(f"{name}: {type(e).__name__}: {e}")
+            if len(skipped) <= 3:
+                log.warning("skipped unreadable image %s (%s: %s)", name, type(e).__name__, e)
+            return None
+
+    try:
+        if kind == "folder":
+            for p in files:
+                img = decoded(p, str(p))
+                if img is not None:
+                    yield img
+            return
+        for shard in files:
+            with tarfile.open(shard) as tar:
+                for member in tar:
+                    if member.isfile() and _is_image(member.name):
+                        img = decoded(tar.extractfile(member).read(), f"{shard}:{member.name}")
+                        if img is not None:
+                            yield img
+    finally:
+        if skipped:
+            log.warning("%s: skipped %d unreadable images (first: %s)", source, len(skipped), skipped[0])
 
 
 def iter_batches(

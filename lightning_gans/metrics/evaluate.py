@@ -328,6 +328,10 @@ def main(argv: list[str] | None = None, *, feature_net: FeatureNet | None = None
         return 0
     try:
         args = parse_args(argv)
+        if args["out"] and args["out"] != "none":  # issue 19: never append to the checkpoint
+            from ..errors import refuse_overwrite
+
+            refuse_overwrite(args["out"], [("checkpoint", args["ckpt"])], "out=")
         options = {k: v for k, v in args.items() if k not in ("ckpt", "metrics")}
         record = evaluate_checkpoint(args["ckpt"], args["metrics"], feature_net=feature_net,
                                      distance=distance, **options)

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lightning_gans.models.stargan_v2_blocks import LRELU_SLOPE, AdainResBlk, HighPass, ResBlk
+from lightning_gans.nn.precision import float32_output, refuse_float16_autocast
 
 __all__ = [
     "Generator",
@@ -120,6 +121,8 @@ class Generator(nn.Module):
         resized bilinearly). Returns [N,3,R,R], not clamped.
         """
         _check_image("Generator x", x, self.img_size)
+        if self.training:
+            refuse_float16_autocast(x)
         n = x.shape[0]
         if s.shape != (n, self.style_dim):
             raise ValueError(f"Generator s: expected [{n}, {self.style_dim}], got {list(s.shape)}")
@@ -143,7 +146,7 @@ class Generator(nn.Module):
                 mask = masks[0] if size == self.hpf_resolutions[0] else masks[1]
                 mask = F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
                 x = x + self.hpf(mask * cache[size])
-        return self.to_rgb(x)
+        return float32_output(self.to_rgb(x))  # float32 images under bf16-mixed too
 
     @staticmethod
     def _check_masks(masks: Sequence[torch.Tensor] | None, n: int) -> None:
@@ -202,7 +205,7 @@ class MappingNetwork(nn.Module):
         h = self.shared(z)
         # All heads on the whole batch (tiny MLPs), then one gather: simpler than grouping by y.
         out = torch.stack([head(h) for head in self.unshared], dim=1)  # [N, D, style_dim]
-        return _select_domain(out, y)
+        return float32_output(_select_domain(out, y))
 
 
 class _ConvTrunk(nn.Sequential):
@@ -253,7 +256,7 @@ class StyleEncoder(nn.Module):
         _check_labels("StyleEncoder y", y, x.shape[0])
         h = self.shared(x).flatten(1)  # [N, C, 1, 1] -> [N, C]
         out = torch.stack([head(h) for head in self.unshared], dim=1)  # [N, D, style_dim]
-        return _select_domain(out, y)
+        return float32_output(_select_domain(out, y))
 
 
 class Discriminator(nn.Module):
@@ -278,8 +281,10 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_image("Discriminator x", x, self.img_size)
         _check_labels("Discriminator y", y, x.shape[0])
+        if self.training:
+            refuse_float16_autocast(x)
         out = self.main(x).flatten(1)  # [N, num_domains]
-        return _select_domain(out, y)
+        return float32_output(_select_domain(out, y))  # float32 logits: the losses reduce them
 
 
 @torch.no_grad()

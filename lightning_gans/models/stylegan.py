@@ -95,6 +95,22 @@ def fade_in_reals(img: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.lerp(upscale2d(downscale2d(img)), img, alpha)
 
 
+class StyleMappingNetwork(MappingNetwork):
+    """The StyleGAN2 mapping network, with a default truncation cutoff for calls that pass none.
+
+    default_truncation_cutoff None (the default) keeps MappingNetwork's meaning of a None cutoff:
+    all ws. A generator loaded for sampling sets it to the official G_style default (8, or the
+    value an official file records) so that `--truncation psi` alone samples as Gs.run(z, psi) does.
+    """
+
+    default_truncation_cutoff: int | None = None
+
+    def forward(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None, **kwargs):
+        if truncation_cutoff is None:
+            truncation_cutoff = self.default_truncation_cutoff
+        return super().forward(z, c, truncation_psi, truncation_cutoff, **kwargs)
+
+
 class SynthesisBlock(nn.Module):
     """One resolution: (learned constant | 2x up conv) and a conv, each a StyleLayer, plus toRGB."""
 
@@ -206,7 +222,7 @@ class Generator(nn.Module):
         self.img_channels = img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(
+        self.mapping = StyleMappingNetwork(
             z_dim, 0, w_dim, num_ws=self.num_ws, num_layers=mapping_layers,
             lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
         )
@@ -225,7 +241,8 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         if c is not None:
             raise ValueError("this StyleGAN (v1) generator is unconditional: pass c=None")
-        ws = self.mapping(z, None, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
+        cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff  # None: all, whatever the default
+        ws = self.mapping(z, None, truncation_psi, cutoff, update_w_avg=update_w_avg)
         return self.synthesis(ws, resolution=resolution, alpha=alpha, noise_mode=noise_mode)
 
 

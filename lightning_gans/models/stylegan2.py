@@ -23,6 +23,14 @@ from ..nn import (
     preferred_layout,
 )
 from ..nn.layers import PreferredLayout, relayout_conv_weights
+from ..nn.precision import (
+    block_dtype,
+    float32_output,
+    float32_region,
+    fp16_resolutions,
+    refuse_float16_autocast,
+    to_block_dtype,
+)
 from ..ops.upfirdn2d import setup_filter, upsample2d
 
 
@@ -81,6 +89,14 @@ class MappingNetwork(nn.Module):
         update_w_avg: bool = True,
         w_avg_rows: int | None = None,  # only the first rows update w_avg (None = all)
     ) -> torch.Tensor:
+        # float32 throughout, autocast or not: w, its statistics and w_avg (official).
+        anchor = z if z is not None else (c if c is not None else self.fc0.weight)
+        if self.training:
+            refuse_float16_autocast(anchor)
+        with float32_region(anchor):
+            return self._forward(z, c, truncation_psi, truncation_cutoff, update_w_avg, w_avg_rows)
+
+    def _forward(self, z, c, truncation_psi, truncation_cutoff, update_w_avg, w_avg_rows):
         x = None
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -95,14 +111,14 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
 
         if self.training and update_w_avg and self.w_avg_beta is not None and self.num_ws is not None:
-            self.w_avg.copy_(x.detach()[:w_avg_rows].mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(x.detach()[:w_avg_rows].float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
         if truncation_psi != 1:
             if self.num_ws is None or self.w_avg_beta is None:
                 raise ValueError("truncation needs a mapping network with num_ws and w_avg")
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            x = torch.cat([self.w_avg.lerp(x[:, :cutoff], truncation_psi), x[:, cutoff:]], dim=1)
+            x = torch.cat([self.w_avg.to(x.dtype).lerp(x[:, :cutoff], truncation_psi), x[:, cutoff:]], dim=1)
         return x
 
 
@@ -120,10 +136,14 @@ class SynthesisBlock(nn.Module):
         resample_filter: Sequence[float] = (1, 3, 3, 1),
         conv_clamp: float | None = None,
         use_noise: bool = True,
+        use_fp16: bool = False,  # compute in float16 (on the CPU only with fp16_on_cpu)
+        fp16_on_cpu: bool = False,
     ):
         super().__init__()
         self.in_channels = in_channels
         self.resolution = resolution
+        self.use_fp16 = use_fp16
+        self.fp16_on_cpu = fp16_on_cpu
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         layer_kwargs = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, use_noise=use_noise)
         self.num_conv = 0
@@ -139,19 +159,26 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.num_torgb = 1
 
-    def forward(self, x, img, ws, noise_mode="random", fused_modconv=None):
+    def forward(self, x, img, ws, noise_mode="random", fused_modconv=None, force_fp32=False):
         # ws: [N, num_conv + num_torgb, w_dim]
+        dtype = block_dtype(self.use_fp16, ws.device, force_fp32, self.fp16_on_cpu)
         if fused_modconv is None:
-            fused_modconv = not self.training  # grouped conv is faster, activation scaling trains faster
+            # grouped conv is faster, activation scaling trains faster; float16 keeps the
+            # per-sample weights unfused (as the official) unless there is one sample
+            fused_modconv = not self.training and (dtype == torch.float32 or ws.shape[0] == 1)
         w_iter = iter(ws.unbind(dim=1))
         if self.in_channels == 0:
-            x = preferred_layout(self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]))
+            const = self.const.to(dtype if dtype == torch.float16 else ws.dtype)
+            x = preferred_layout(const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]))
         else:
+            x = to_block_dtype(x, dtype)
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         if img is not None:
-            img = upsample2d(img, self.resample_filter)
+            with float32_region(img):  # the image sum stays float32 (also under autocast)
+                img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+        y = float32_output(y)  # float32 (float64 stays)
         img = img + y if img is not None else y
         return x, img
 
@@ -166,6 +193,8 @@ class SynthesisNetwork(nn.Module):
         img_channels: int = 3,
         channel_base: int = 32768,  # capacity: channels = min(channel_base // res, channel_max)
         channel_max: int = 512,
+        num_fp16_res: int = 0,  # the N highest resolutions compute in float16 (nn/precision.py)
+        fp16_on_cpu: bool = False,  # ... also on the CPU (else float32 there)
         **block_kwargs,
     ):
         super().__init__()
@@ -173,28 +202,33 @@ class SynthesisNetwork(nn.Module):
         self.img_resolution = check_resolution(img_resolution)
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+        self.num_fp16_res = num_fp16_res
+        self.fp16_resolutions = fp16_resolutions(img_resolution, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
             in_channels = channels_at(res // 2, channel_base, channel_max) if res > 4 else 0
             block = SynthesisBlock(
                 in_channels, channels_at(res, channel_base, channel_max), w_dim=w_dim,
                 resolution=res, img_channels=img_channels, is_last=(res == img_resolution),
-                **block_kwargs,
+                use_fp16=res in self.fp16_resolutions, fp16_on_cpu=fp16_on_cpu, **block_kwargs,
             )
             self.num_ws += block.num_conv
             setattr(self, f"b{res}", block)
         self.num_ws += 1  # the last toRGB; earlier toRGBs share their w with the next conv
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None):
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random", fused_modconv: bool | None = None,
+                force_fp32: bool = False):
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
+        ws = float32_output(ws)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             cur_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            x, img = block(x, img, cur_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+            x, img = block(x, img, cur_ws, noise_mode=noise_mode, fused_modconv=fused_modconv,
+                           force_fp32=force_fp32)
         return img.contiguous()  # the layout users expect, whatever the blocks ran in
 
 
@@ -209,7 +243,8 @@ class Generator(PreferredLayout, nn.Module):
         img_resolution: int = 1024,
         img_channels: int = 3,
         mapping_kwargs: dict | None = None,  # MappingNetwork arguments (num_layers, lr_multiplier, ...)
-        **synthesis_kwargs,  # SynthesisNetwork arguments (channel_base, channel_max, conv_clamp, ...)
+        **synthesis_kwargs,  # SynthesisNetwork arguments (channel_base, channel_max, conv_clamp,
+        # num_fp16_res, fp16_on_cpu, ...)
     ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
@@ -222,10 +257,10 @@ class Generator(PreferredLayout, nn.Module):
 
     def forward(
         self, z, c=None, truncation_psi=1, truncation_cutoff=None, noise_mode="random",
-        fused_modconv=None, update_w_avg=True,
+        fused_modconv=None, update_w_avg=True, force_fp32=False,
     ):
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
-        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv, force_fp32=force_fp32)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -240,9 +275,13 @@ class DiscriminatorBlock(nn.Module):
         activation: str = "lrelu",
         resample_filter: Sequence[float] = (1, 3, 3, 1),
         conv_clamp: float | None = None,
+        use_fp16: bool = False,  # compute in float16 (on the CPU only with fp16_on_cpu)
+        fp16_on_cpu: bool = False,
     ):
         super().__init__()
         self.in_channels = in_channels
+        self.use_fp16 = use_fp16
+        self.fp16_on_cpu = fp16_on_cpu
         kw = dict(activation=activation, conv_clamp=conv_clamp)
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, **kw)
@@ -254,9 +293,12 @@ class DiscriminatorBlock(nn.Module):
             tmp_channels, out_channels, kernel_size=1, bias=False, down=2, resample_filter=resample_filter
         )
 
-    def forward(self, x, img):
+    def forward(self, x, img, force_fp32=False):
+        dtype = block_dtype(self.use_fp16, img.device, force_fp32, self.fp16_on_cpu)
         if self.in_channels == 0:
-            x = self.fromrgb(img)
+            x = self.fromrgb(to_block_dtype(img, dtype))
+        else:
+            x = to_block_dtype(x, dtype)
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv0(x)
         x = self.conv1(x, gain=math.sqrt(0.5))
@@ -290,14 +332,17 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
     def forward(self, x, img=None, cmap=None):
-        if hasattr(self, "fromrgb"):
-            x = self.fromrgb(img)
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        x = self.out(self.fc(x.flatten(1)))
-        if self.cmap_dim > 0:
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
+        # float32 throughout, autocast or not (official): the logits every loss reduces.
+        with float32_region(img if x is None else x):
+            if hasattr(self, "fromrgb"):
+                x = self.fromrgb(float32_output(img))
+            x = float32_output(x)
+            if self.mbstd is not None:
+                x = self.mbstd(x)
+            x = self.conv(x)
+            x = self.out(self.fc(x.flatten(1)))
+            if self.cmap_dim > 0:
+                x = (x * float32_output(cmap)).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
         return x
 
 
@@ -316,12 +361,16 @@ class Discriminator(PreferredLayout, nn.Module):
         mbstd_group_size: int | None = 4,
         mbstd_num_channels: int = 1,
         mapping_kwargs: dict | None = None,
+        num_fp16_res: int = 0,  # the N highest resolutions compute in float16 (nn/precision.py)
+        fp16_on_cpu: bool = False,  # ... also on the CPU (else float32 there)
     ):
         super().__init__()
         self.c_dim = c_dim
         self.img_resolution = check_resolution(img_resolution)
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(int(math.log2(img_resolution)), 2, -1)]
+        self.num_fp16_res = num_fp16_res
+        self.fp16_resolutions = [r for r in fp16_resolutions(img_resolution, num_fp16_res) if r > 4]
         ch = {res: channels_at(res, channel_base, channel_max) for res in self.block_resolutions + [4]}
         if cmap_dim is None:
             cmap_dim = ch[4]
@@ -330,7 +379,8 @@ class Discriminator(PreferredLayout, nn.Module):
         for res in self.block_resolutions:
             in_channels = ch[res] if res < img_resolution else 0
             block = DiscriminatorBlock(
-                in_channels, ch[res], ch[res // 2], img_channels=img_channels, conv_clamp=conv_clamp
+                in_channels, ch[res], ch[res // 2], img_channels=img_channels, conv_clamp=conv_clamp,
+                use_fp16=res in self.fp16_resolutions, fp16_on_cpu=fp16_on_cpu,
             )
             setattr(self, f"b{res}", block)
         if c_dim > 0:
@@ -345,13 +395,13 @@ class Discriminator(PreferredLayout, nn.Module):
         )
         relayout_conv_weights(self)
 
-    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, img: torch.Tensor, c: torch.Tensor | None = None, force_fp32: bool = False) -> torch.Tensor:
         R = self.img_resolution
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, R, R):
             raise ValueError(f"D expects images [N, {self.img_channels}, {R}, {R}], got {tuple(img.shape)}")
         x = None
         img = preferred_layout(img)
         for res in self.block_resolutions:
-            x = getattr(self, f"b{res}")(x, img)
+            x = getattr(self, f"b{res}")(x, img, force_fp32=force_fp32)
         cmap = self.mapping(None, c) if self.c_dim > 0 else None
         return self.b4(x, img, cmap)

@@ -20,6 +20,15 @@ from ..errors import ConfigError
 from .common import capture_rng, clean_grads, restore_rng, seed_all
 from .strategy import average_grads, gather_objects
 
+# Progress-bar entries: bar label -> the logged keys it shows, first present wins (StyleGAN and
+# StyleGAN2 log G_main/D_main; StarGAN v2 its reference-guided and latent-guided branches).
+PROG_BAR: dict[str, tuple[str, ...]] = {
+    "G": ("loss/G_main", "loss/G_ref", "loss/G_latent"),
+    "D": ("loss/D_main", "loss/D_ref", "loss/D_latent"),
+    "sec/kimg": ("progress/sec_per_kimg",),
+    "p": ("ada/p",),
+}
+
 
 class GANModule(pl.LightningModule):
     """Subclasses set `kind`, build their networks and implement `training_step`; those that
@@ -82,6 +91,47 @@ class GANModule(pl.LightningModule):
         elif batch is not None and "skipped" in batch:
             stats["data/skipped"] = batch["skipped"].float().max()
         return stats
+
+    def log_dict(self, dictionary, *args, **kwargs) -> None:
+        """Lightning's log_dict, plus the PROG_BAR entries on the progress bar (under their short
+        labels, bar only: the loggers get each value once, under its full key)."""
+        super().log_dict(dictionary, *args, **kwargs)
+        if not kwargs.get("on_step", True):
+            return
+        batch_size = kwargs.get("batch_size")
+        for label, keys in PROG_BAR.items():
+            key = next((k for k in keys if k in dictionary), None)
+            if key is not None:
+                value = dictionary[key]
+                value = value.detach().float() if torch.is_tensor(value) else torch.tensor(float(value))
+                self.log(label, value, on_step=True, prog_bar=True, logger=False, batch_size=batch_size)
+        if not hasattr(self, "nimg") and "progress/sec_per_kimg" in dictionary and batch_size:
+            # modules without an image counter (StarGAN v2): kimg from the step and global batch
+            kimg = self.trainer.global_step * batch_size * self.trainer.world_size / 1000
+            self.log("kimg", torch.tensor(float(kimg)), on_step=True, prog_bar=True, logger=False,
+                     batch_size=batch_size)
+
+    def optimizer_settings(self) -> dict:
+        """What the optimizers actually run with (lazy regularization rescales the learning rate
+        and betas) and the regularization intervals, for the loggers' config."""
+        names = list(self.networks())
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        out: dict = {}
+        for i, opt in enumerate(optimizers):
+            name = names[i] if len(names) == len(optimizers) else f"opt{i}"
+            group = opt.param_groups[0]
+            out[name] = {"lr": float(group["lr"])}
+            if "betas" in group:
+                out[name]["betas"] = [float(b) for b in group["betas"]]
+        intervals = {k: int(v) for k, v in self.hparams.items()
+                     if k.endswith("_interval") and isinstance(v, int) and not isinstance(v, bool)}
+        return {"optim": out, "reg_intervals": intervals}
+
+    def on_train_start(self) -> None:
+        if self.trainer.is_global_zero:
+            settings = self.optimizer_settings()
+            for logger in self.loggers:
+                logger.log_hyperparams(settings)
 
     def restore_rng_if_resumed(self) -> None:
         """Call first in training_step: continues the saved random streams after a resume."""

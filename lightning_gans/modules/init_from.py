@@ -3,11 +3,13 @@
 Unlike `ckpt_path=` (continue a run exactly: optimizers, step, RNG), this copies only the
 network weights (G, D, G_ema and running statistics such as w_avg) into a freshly built module;
 optimizers, the step counter and ADA's p start anew -- the transfer-learning setup of the ADA
-paper's fine-tuning experiments.
+paper's fine-tuning experiments. As the official train.py does for `--resume`, the module then
+gets the resume settings (StyleGAN2: ada_kimg 100, no EMA ramp-up; `apply_resume_settings`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from torch import nn
@@ -16,6 +18,7 @@ from ..errors import CheckpointError
 
 # Training-state buffers that describe the old run, not the networks: a new run starts them fresh.
 RUN_STATE_KEYS = ("nimg", "pl_mean", "augment_pipe.", "ada.")
+log = logging.getLogger(__name__)
 
 
 def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str]:
@@ -45,4 +48,8 @@ def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str
     if not any(k.startswith("G.") for k in weights):
         raise CheckpointError(f"init_from={path} has no generator weights this model can use")
     module.load_state_dict(weights, strict=False)
+    resume_settings = getattr(module, "apply_resume_settings", None)
+    changed = resume_settings() if resume_settings is not None else []
+    if changed:
+        log.info("init_from=%s: %s (the official --resume settings)", path, ", ".join(changed))
     return sorted(k for k in target if k not in weights)

@@ -10,16 +10,48 @@ StyleGAN2-ADA training loop.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 
+from lightning_gans.errors import ConfigError
+
+# Seconds a collective may wait for the other ranks before it raises (torch's default: 1800).
+# A rank whose peer is gone without closing its connections -- its node lost power or dropped
+# off the network, NCCL ranks after any peer crash -- otherwise blocks for half an hour before
+# the job ends. It must exceed the longest time one rank works while the others wait in a
+# collective: a checkpoint write by rank 0 and, at the first metrics evaluation, rank 0 computing
+# the dataset's real statistics (cached afterwards). 15 min covers both for the paper configs on
+# a local disk; raise it (trainer.strategy.timeout_s) for a slow shared file system.
+DEFAULT_TIMEOUT_S = 900.0
+
 
 class GANDDPStrategy(DDPStrategy):
-    """`trainer=ddp`: DDPStrategy without the DistributedDataParallel wrapper."""
+    """`trainer=ddp`: DDPStrategy without the DistributedDataParallel wrapper.
+
+    `timeout_s`: the process-group timeout in seconds (gloo: every collective and the
+    rendezvous; NCCL: the watchdog, TORCH_NCCL_ASYNC_ERROR_HANDLING), DEFAULT_TIMEOUT_S by
+    default. A rank that waits longer raises, the process exits non-zero and srun
+    (`--kill-on-bad-exit=1` in slurm/train.sbatch) ends the job.
+    """
 
     strategy_name = "gan_ddp"
+
+    def __init__(self, *args, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs) -> None:
+        try:
+            seconds = float(timeout_s)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"trainer.strategy.timeout_s={timeout_s!r}: give the process-group "
+                              "timeout in seconds, a number > 0 (default 900)")
+        kwargs["timeout"] = timedelta(seconds=seconds)
+        super().__init__(*args, **kwargs)
+        self.timeout_s = seconds
 
     def configure_ddp(self) -> None:
         # Same initial weights everywhere: broadcast rank 0's parameters and buffers.

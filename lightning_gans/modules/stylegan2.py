@@ -1,9 +1,12 @@
 """StyleGAN2 training (Karras et al., CVPR 2020) as a LightningModule with manual optimization.
 
-One iteration = G main step, [path-length step every pl_interval], D main step, [R1 step every
-r1_interval], then the G_ema update -- the phase order of the official StyleGAN2-ADA loop.
-Schedules (EMA, lazy regularization) run on images seen (nimg), so they do not depend on how
-many processes share the global batch.
+One iteration = the phases of the official StyleGAN2-ADA loop (training_loop.py), in its order:
+Gmain, [Greg every pl_interval], Dmain, [Dreg every r1_interval] -- or the fused Gboth / Dboth
+when an interval is None (non-lazy regularization) -- then the G_ema update and, every
+ada_interval iterations, the ADA adjustment. Each phase draws its own latents and, for a
+conditional model, its own labels from the dataset's label distribution. Schedules (EMA, lazy
+regularization) run on images seen (nimg), so they do not depend on how many processes share
+the global batch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 
 from ..augment import AdaController, AugmentPipe, freeze_discriminator
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
@@ -40,6 +44,8 @@ class StyleGAN2Module(GANModule):
         channel_base: int = 32768,  # channels(res) = min(channel_base // res, channel_max)
         channel_max: int = 512,
         conv_clamp: float | None = 256,
+        num_fp16_res: int = 0,  # float16 in the N highest resolutions of G and D (official presets: 4)
+        fp16_on_cpu: bool = False,  # run those float16 blocks on the CPU too (else float32 there)
         mbstd_group_size: int = 4,
         mbstd_num_channels: int = 1,
         batch_size: int = 32,  # global: images per iteration over all processes
@@ -47,9 +53,9 @@ class StyleGAN2Module(GANModule):
         betas: Sequence[float] = (0.0, 0.99),
         eps: float = 1e-8,
         r1_gamma: float = 10.0,
-        r1_interval: int = 16,
+        r1_interval: int | None = 16,  # None: R1 in the D main step (the official 'Dboth')
         pl_weight: float = 2.0,
-        pl_interval: int = 4,
+        pl_interval: int | None = 4,  # None: path length in the G main step ('Gboth')
         pl_batch_shrink: int = 2,
         pl_decay: float = 0.01,
         style_mixing_prob: float = 0.9,
@@ -71,11 +77,13 @@ class StyleGAN2Module(GANModule):
             mapping_kwargs=dict(num_layers=mapping_layers, lr_multiplier=mapping_lr_multiplier,
                                 w_avg_beta=w_avg_beta),
             channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res, fp16_on_cpu=fp16_on_cpu,
         )
         self.D_kwargs = dict(
             c_dim=c_dim, img_resolution=resolution, img_channels=img_channels,
             channel_base=channel_base, channel_max=channel_max, conv_clamp=conv_clamp,
             mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
+            num_fp16_res=num_fp16_res, fp16_on_cpu=fp16_on_cpu,
         )
         self.G = Generator(**self.G_kwargs)
         self.D = Discriminator(**self.D_kwargs)
@@ -86,10 +94,12 @@ class StyleGAN2Module(GANModule):
         self.G_ema = copy.deepcopy(self.G).eval()
         set_requires_grad(self.G_ema, False)
         self.register_buffer("pl_mean", torch.zeros([]))
+        # Conditional models: class probabilities of the training set, for gen_c (see on_fit_start).
+        self.register_buffer("label_probs", torch.zeros([c_dim]), persistent=False)
         self.register_buffer("nimg", torch.zeros([], dtype=torch.int64))
         self.loss = StyleGAN2Loss(
             self.G, self.D, augment=self.augment_pipe, r1_gamma=r1_gamma, style_mixing_prob=style_mixing_prob,
-            pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay,
+            pl_weight=pl_weight, pl_batch_shrink=pl_batch_shrink, pl_decay=pl_decay, pl_mean=self.pl_mean,
         )
 
     def _apply(self, fn, *args, **kwargs):
@@ -101,11 +111,65 @@ class StyleGAN2Module(GANModule):
     # ---- configuration -------------------------------------------------------------------
     def configure_optimizers(self):
         h = self.hparams
-        g_reg = h.pl_interval if h.pl_weight > 0 else None
-        d_reg = h.r1_interval if h.r1_gamma > 0 else None
-        opt_g = adam(self.G.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, g_reg))
-        opt_d = adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, d_reg))
+        # As the official loop: the lazy-regularization scaling follows the interval alone (a zero
+        # pl_weight / r1_gamma keeps it); interval None = one fused phase with the plain settings.
+        opt_g = adam(self.G.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, h.pl_interval))
+        opt_d = adam(self.D.parameters(), eps=h.eps, **lazy_adam_kwargs(h.lr, h.betas, h.r1_interval))
         return [opt_g, opt_d]
+
+    def phases(self, iteration: int) -> list[tuple[str, int]]:
+        """(phase name, gain) run at `iteration`, in the official order; gain = the interval."""
+        h = self.hparams
+        out: list[tuple[str, int]] = []
+        for net, interval, weight in (("G", h.pl_interval, h.pl_weight), ("D", h.r1_interval, h.r1_gamma)):
+            if interval is None:
+                out.append((net + "both", 1))
+                continue
+            out.append((net + "main", 1))
+            if iteration % interval == 0 and weight != 0:  # a zero weight: the official phase does nothing
+                out.append((net + "reg", interval))
+        return out
+
+    def apply_resume_settings(self) -> list[str]:
+        """What the official train.py does for a --resume run (init_from=): ADA reacts faster
+        (ada_kimg 100) and the EMA has no ramp-up. Returns the settings changed, for the log."""
+        changed = []
+        if self.ada is not None and self.ada.kimg != 100:
+            self.ada.kimg = 100.0
+            self.hparams.ada_kimg = 100
+            changed.append("model.ada_kimg=100")
+        if self.hparams.ema_rampup is not None:
+            self.hparams.ema_rampup = None
+            changed.append("model.ema_rampup=null")
+        return changed
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        h = self.hparams
+        if self.trainer.is_global_zero:
+            if self.ada is not None:
+                rank_zero_info(f"ADA on: target {self.ada.target}, p {float(self.augment_pipe.p):g}, adjusted every "
+                               f"{self.ada.interval} iterations by batch*{self.ada.interval}/({self.ada.kimg:g}*1000) "
+                               "(model.ada_target=null turns it off)")
+            elif self.augment_pipe is not None:
+                rank_zero_info(f"ADA off, fixed augmentation p {float(self.augment_pipe.p):g}")
+            else:
+                rank_zero_info("ADA off (model.ada_target=null); model.ada_target=0.6 turns it on")
+        if h.c_dim > 0 and float(self.label_probs.sum()) == 0:
+            probs = dataset_label_probs(getattr(self.trainer, "datamodule", None), h.c_dim)
+            if probs is not None:
+                self.label_probs.copy_(probs)
+
+    def gen_c(self, real_c: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """Labels for one phase's generated images: n draws from the dataset's label distribution
+        (the official draws the labels of random dataset images); without one (no manifest
+        counts), n draws with replacement from the real batch's labels."""
+        if real_c is None:
+            return None
+        if float(self.label_probs.sum()) > 0:
+            idx = torch.multinomial(self.label_probs.float(), n, replacement=True)
+            return torch.nn.functional.one_hot(idx, self.hparams.c_dim).to(real_c)
+        return real_c[torch.randint(real_c.shape[0], [n], device=real_c.device)]
 
     # ---- training --------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -120,31 +184,19 @@ class StyleGAN2Module(GANModule):
         global_batch = n * self.trainer.world_size
         it = self.global_step
         opt_g, opt_d = self.optimizers()
-        gen_c = c[torch.randperm(n, device=c.device)] if c is not None else None
-        z = lambda: torch.randn([n, h.z_dim], device=self.device)  # noqa: E731
         stats: dict[str, torch.Tensor] = {}
-
-        set_requires_grad(self.G, True)
-        set_requires_grad(self.D, False)
-        loss, s = self.loss.g_main(z(), gen_c)
-        self.optimizer_step_(opt_g, self.G, loss, counted=False)
-        stats.update(s)
-        if h.pl_weight > 0 and it % h.pl_interval == 0:
-            loss, s = self.loss.g_pl(z(), gen_c, gain=h.pl_interval)
-            self.optimizer_step_(opt_g, self.G, loss, counted=False)
-            stats.update(s)
-
-        set_requires_grad(self.G, False)
-        set_requires_grad(self.D, True)
-        loss, s = self.loss.d_main(real, c, z(), gen_c)
-        self.optimizer_step_(opt_d, self.D, loss, counted=True)
-        stats.update(s)
-        if self.ada is not None:
-            self.ada.accumulate(s["signs/real"])
-        if h.r1_gamma > 0 and it % h.r1_interval == 0:
-            loss, s = self.loss.d_r1(real, c, gain=h.r1_interval)
-            self.optimizer_step_(opt_d, self.D, loss, counted=False)
-            stats.update(s)
+        for name, gain in self.phases(it):
+            is_d = name.startswith("D")
+            net, opt = (self.D, opt_d) if is_d else (self.G, opt_g)
+            set_requires_grad(self.G, not is_d)
+            set_requires_grad(self.D, is_d)
+            z = torch.randn([n, h.z_dim], device=self.device)
+            loss, s = self.loss.phase(name, real, c, z, self.gen_c(c, n), gain=gain)
+            self.optimizer_step_(opt, net, loss, counted=name in ("Dmain", "Dboth"))
+            for k, v in s.items():  # a statistic reported by several phases: the mean of all, as official
+                stats[k] = torch.cat([stats[k].flatten(), v.flatten()]) if k in stats else v
+            if self.ada is not None and "signs/real" in s:  # the official collects Dmain's and Dreg's
+                self.ada.accumulate(s["signs/real"])
         set_requires_grad(self.D, False)
 
         # Running statistics are updated from each rank's own samples: keep ranks identical.
@@ -154,18 +206,45 @@ class StyleGAN2Module(GANModule):
         self.nimg += global_batch
         if self.ada is not None:
             self.ada.update(self.augment_pipe.p, it, global_batch, reduce=average_tensor_)
+        stats = {k: v.float().mean() for k, v in stats.items()}
         if self.augment_pipe is not None:
             stats["ada/p"] = self.augment_pipe.p.detach().clone()
         self._log_step(stats, batch, n, global_batch, it)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # init_from's resume settings change hyper-parameters after construction: keep them.
+        checkpoint["schedule"] = {"ada_kimg": self.ada.kimg if self.ada is not None else None,
+                                  "ema_rampup": self.hparams.ema_rampup}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        schedule = checkpoint.get("schedule") or {}
+        if self.ada is not None and schedule.get("ada_kimg") is not None:
+            self.ada.kimg = float(schedule["ada_kimg"])
+            self.hparams.ada_kimg = schedule["ada_kimg"]
+        if "ema_rampup" in schedule:
+            self.hparams.ema_rampup = schedule["ema_rampup"]
 
     def _log_step(self, stats: dict, batch: dict, n: int, global_batch: int, it: int) -> None:
         stats.update(self.progress_stats(batch, global_batch))
         # Lazy-regularization terms exist only on their iterations; self.log would repeat the
         # last value on every row, so they go straight to the loggers, at their own step.
-        sparse = {k: float(v) for k, v in stats.items() if k.startswith("reg/") or k == "loss/D_r1"}
+        sparse = {k: float(v) for k, v in stats.items() if k.startswith("reg/")}
         if sparse:
             for logger in self.loggers:
                 logger.log_metrics(sparse, step=it)
         dense = {k: v.float() for k, v in stats.items() if k not in sparse}
         self.log_dict(dense, on_step=True, batch_size=n)
         self.log("kimg", self.nimg.float() / 1000, on_step=True, prog_bar=True, batch_size=n)
+
+
+def dataset_label_probs(datamodule, c_dim: int) -> torch.Tensor | None:
+    """Class probabilities of a datamodule's training set from its manifest's label counts
+    (in label-index order); None when it does not record them."""
+    manifest = getattr(datamodule, "manifest", None) or {}
+    counts, names = manifest.get("label_counts"), list(getattr(datamodule, "label_names", []) or [])
+    if not counts or len(names) != c_dim:
+        return None
+    probs = torch.tensor([float(counts.get(name, 0)) for name in names], dtype=torch.float64)
+    return probs / probs.sum() if probs.sum() > 0 else None

@@ -18,6 +18,7 @@ from ..ops.bias_act import bias_act
 from ..ops.upfirdn2d import downsample2d, filter2d, setup_filter, upsample2d
 from .layers import Conv2dLayer, FullyConnectedLayer
 from .modulated import NOISE_MODES
+from .precision import float32_region
 
 BOX_FILTER = (1, 1)  # 2x2 box: nearest-neighbour upsampling, 2x2 average pooling
 BLUR_FILTER = (1, 2, 1)  # the paper's low-pass around every resampling (section 2, after ProGAN)
@@ -53,6 +54,11 @@ class AdaIN(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         # x: [N, C, H, W], w: [N, w_dim]
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # low precision (bf16-mixed): the statistics and the style in float32, the result
+            # back in x's dtype
+            with float32_region(x):
+                return self.forward(x.float(), w.float()).to(x.dtype)
         style = self.affine(w).reshape(-1, 2, self.num_channels, 1, 1).to(x.dtype)
         return instance_norm(x) * (style[:, 0] + 1) + style[:, 1]
 

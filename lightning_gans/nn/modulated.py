@@ -18,6 +18,7 @@ from ..ops.bias_act import bias_act
 from ..ops.scaled_bias_act import scaled_bias_act
 from ..ops.upfirdn2d import setup_filter
 from .layers import FullyConnectedLayer
+from .precision import float32_output, float32_region
 from .resample import conv2d_resample
 
 NOISE_MODES = ("random", "const", "none")
@@ -50,11 +51,21 @@ def modulated_conv2d(
     if styles.shape != (N, in_channels):
         raise ValueError(f"styles {tuple(styles.shape)} must be [N={N}, C_in={in_channels}]")
 
+    if x.dtype == torch.float16 and demodulate:
+        # float16 blocks: scale weights and styles to max |.| ~ 1 first, so that the modulated
+        # activations cannot overflow (official). Demodulation cancels both scales: the same
+        # function up to the 1e-8 epsilon.
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw)
+                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
     dcoefs = None
     if demodulate:
         # sum over (i, k) of (W[o,i,k] s[n,i])^2 = (s^2 @ sum_k W^2 .T)[n, o]: a matmul instead
-        # of materializing the [N, O, I, k, k] modulated weights.
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        # of materializing the [N, O, I, k, k] modulated weights. At least float32 (autocast off here).
+        with float32_region(x):
+            s32, w32 = float32_output(styles), float32_output(weight)
+            dcoefs = (s32.square() @ w32.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(N, -1, 1, 1)
@@ -120,7 +131,8 @@ class SynthesisLayer(nn.Module):
     ) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        styles = self.affine(w)
+        with float32_region(w):
+            styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
             noise = torch.randn(
@@ -157,6 +169,7 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
+        with float32_region(w):
+            styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)

@@ -5,6 +5,9 @@ warning and the reference path), `compiled` (a failed build is an error naming t
 log) or `ref`. Builds go to `$LG_EXTENSIONS_DIR` (default $LG_CACHE_DIR/ext), one
 folder per source hash + torch version + Python + device arch, guarded by a lock file that
 names its holder (pid, host) so that a lock left by a killed process is recovered, not waited on.
+CPU builds target the CPU's best vector ISA (AVX-512, AVX2 or generic); `LG_CPU_ISA=avx2` (or
+`generic`) builds for a lower one, e.g. to measure what an AVX2-only machine gets. The ISA is part
+of the cache key, and the built module reports it (`module.isa`).
 """
 
 from __future__ import annotations
@@ -38,13 +41,34 @@ from ._lock import BuildLock
 
 log = logging.getLogger(__name__)
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+
+def _find_csrc() -> Path:
+    """The kernel sources: lightning_gans/csrc in an installed wheel (the build copies them in),
+    else the checkout's top-level csrc/ (source tree, editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    for path in (package / "csrc", package.parent / "csrc"):
+        if (path / "bind_common.h").is_file():
+            return path
+    return package.parent / "csrc"  # doctor reports the missing sources under this path
+
+
+CSRC = _find_csrc()
 MODES = ("ref", "compiled", "auto")
 _HEADERS = ("bind_common.h", "upfirdn2d.h", "bias_act.h", "bias_act_math.h")
-# -march=native is safe because the CPU's feature flags are part of the cache key.
+# -march=native is safe because the CPU's feature flags and the target ISA are in the cache key.
 _CPU = dict(sources=("bind_cpu.cpp", "upfirdn2d.cpp", "bias_act.cpp", "scaled_bias_act.cpp"),
             headers=("scaled_bias_act.h",),
-            cflags=("-O3", "-march=native", "-fopenmp", "-fno-math-errno"), ldflags=("-fopenmp",))
+            cflags=("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"),
+            ldflags=("-fopenmp",))
+# -fno-trapping-math: without it GCC may not evaluate both arms of a select such as lrelu's
+# `z > 0 ? z : z * alpha` (the unused product could raise an FP exception flag), so below
+# AVX-512 (which has masked ops) those loops stay scalar: the bias_act forward ran 3x slower on
+# AVX2. The kernels never read FP exception flags; values and NaN/inf handling are unchanged.
+# The vector ISA the CPU kernels are built for (LG_CPU_ISA; default: the best the CPU has).
+CPU_ISAS = ("avx512", "avx2", "generic")
+# Extra flags after -march=native per target below the CPU's own ISA (an AVX2 build on an
+# AVX-512 CPU: what an AVX2-only machine such as an AMD EPYC Zen 2/3 compiles to).
+_ISA_LIMIT = {"avx2": ("-mno-avx512f",), "generic": ("-mno-avx512f", "-mno-avx2", "-mno-fma")}
 _CUDA = dict(sources=("bind_cuda.cpp", "upfirdn2d.cu", "bias_act.cu"), headers=("cuda_types.cuh",),
              cflags=("-O3",),
              cuda_cflags=("-O3", "-lineinfo"))
@@ -124,6 +148,46 @@ def _cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def detected_isa() -> str:
+    """The best vector ISA of this CPU: 'avx512' (F+BW+VL), 'avx2' (with FMA) or 'generic'."""
+    flags = _cpu_flags()
+    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        return "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "avx2"
+    return "generic"
+
+
+def target_isa() -> str:
+    """The ISA the CPU kernels are built for: $LG_CPU_ISA (avx512|avx2|generic, at most what the
+    CPU has), else detected_isa()."""
+    have = detected_isa()
+    want = (os.environ.get("LG_CPU_ISA") or "").strip().lower() or have
+    if want == "native":
+        want = have
+    if want not in CPU_ISAS:
+        raise BuildError(f"LG_CPU_ISA={want!r} is not one of {CPU_ISAS} (or 'native'); unset it "
+                         "to build for this CPU's best ISA")
+    if CPU_ISAS.index(want) < CPU_ISAS.index(have):
+        raise BuildError(f"LG_CPU_ISA={want} but this CPU only has {have}: the kernels would crash "
+                         f"with an illegal instruction; set LG_CPU_ISA={have} or unset it")
+    return want
+
+
+def cpu_isa_flags(isa: str) -> tuple[str, ...]:
+    """Compiler flags that limit a -march=native build to `isa`."""
+    return _ISA_LIMIT.get(isa, ()) if CPU_ISAS.index(isa) > CPU_ISAS.index(detected_isa()) else ()
+
+
 @dataclass(frozen=True)
 class ExtensionSpec:
     """What to compile: the sources, the flags, and the arch the binary is tied to."""
@@ -136,6 +200,7 @@ class ExtensionSpec:
     ldflags: tuple[str, ...] = ()
     arch: str = ""
     cuda: bool = False
+    isa: str = ""  # CPU builds: the vector ISA targeted (CPU_ISAS)
 
     @functools.cached_property
     def key(self) -> str:
@@ -144,6 +209,8 @@ class ExtensionSpec:
             h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
         meta = [torch.__version__, torch.version.cuda, sys.implementation.cache_tag,
                 platform.machine(), self.cflags, self.cuda_cflags, self.ldflags, self.arch]
+        if self.isa:
+            meta.append(self.isa)
         h.update(json.dumps(meta).encode())
         return h.hexdigest()
 
@@ -165,7 +232,9 @@ def spec_for(device_type: str) -> ExtensionSpec:
     common = dict(sources=tuple(files[:n]), headers=tuple(files[n:]), cflags=cfg["cflags"],
                   cuda_cflags=cfg.get("cuda_cflags", ()), ldflags=cfg.get("ldflags", ()))
     if device_type == "cpu":
-        return ExtensionSpec("lg_ops_cpu", arch=_cpu_id(), **common)
+        isa = target_isa()
+        common["cflags"] = tuple(common["cflags"]) + cpu_isa_flags(isa)
+        return ExtensionSpec("lg_ops_cpu", arch=_cpu_id(), isa=isa, **common)
     arch = cuda_arch_list()
     if not arch:
         raise BuildError("no GPU is visible and TORCH_CUDA_ARCH_LIST is not set: set it to the "
@@ -306,6 +375,8 @@ def build_or_load(spec: ExtensionSpec, root: Path | None = None,
         logfile.write_text(f"built in {seconds:.1f} s\n")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "seconds": round(seconds, 1),
                 "torch": torch.__version__, "arch": spec.arch}
+        if spec.isa:
+            info["isa"] = getattr(module, "isa", spec.isa)
         (d / "built.json").write_text(json.dumps(info))
         return module, True
     finally:

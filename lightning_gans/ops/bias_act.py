@@ -127,6 +127,18 @@ class _Args:
             x, b, dy, ddz, mode, self.dim, self.act, self.alpha, self.gain, self.clamp
         )
 
+    def grad(self, x, b, dy) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dx, db) of a first-order backward in one kernel pass where the module has one (CPU),
+        else mode 1 and a sum."""
+        if dy.dtype != x.dtype:
+            dy = dy.to(x.dtype)
+        fused = getattr(self.module, "bias_act_grad", None)
+        if fused is not None:
+            dx, db = fused(x, b, dy, self.dim, self.act, self.alpha, self.gain, self.clamp)
+            return dx, db
+        dz = self.run(1, x, b, dy=dy)
+        return dz, self.sum_to_bias(dz)
+
     def sum_to_bias(self, t: torch.Tensor) -> torch.Tensor:
         dims = [i for i in range(t.ndim) if i != self.dim]
         return t.sum(dims) if dims else t  # sum([]) would reduce everything
@@ -148,6 +160,9 @@ class _BiasActFn(torch.autograd.Function):
         # training steps skip the second Function's overhead (it shows on small FC layers).
         if torch.is_grad_enabled():
             dz = _BiasActGradFn.apply(dy, x, b, ctx.args)
+        elif b is not None and ctx.needs_input_grad[1]:
+            dz, db = ctx.args.grad(x, b, dy)  # db summed in the same pass as dz
+            return (dz if ctx.needs_input_grad[0] else None), db, None
         else:
             dz = ctx.args.run(1, x, b, dy=dy)
         dx = dz if ctx.needs_input_grad[0] else None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -57,9 +58,32 @@ def toolchain() -> list[tuple[str, str]]:
         ("CUDA_HOME", home or "unset"),
         ("TORCH_CUDA_ARCH_LIST", os.environ.get("TORCH_CUDA_ARCH_LIST") or
          f"unset (GPUs seen: {_jit.cuda_arch_list() or 'none'})"),
+        ("CPU ISA", cpu_isa()),
         ("LG_OPS", os.environ.get("LG_OPS") or "unset (auto)"),
         ("kernel cache", f"{_jit.cache_root()} (LG_EXTENSIONS_DIR, else LG_CACHE_DIR/ext)"),
     ]
+
+
+def cpu_isa() -> str:
+    """The CPU's vector ISA, the one the CPU kernels target, and torch's own kernels' choice."""
+    have = _jit.detected_isa()
+    try:
+        target = _jit.target_isa()
+    except _jit.BuildError as e:
+        target = f"none: {e}"
+    env = os.environ.get("LG_CPU_ISA")
+    why = f" (LG_CPU_ISA={env})" if env else ""
+    return (f"{have} (CPU); kernels target {target}{why}; torch's own CPU kernels use "
+            f"{torch.backends.cpu.get_cpu_capability()}")
+
+
+def built_isa(spec: _jit.ExtensionSpec) -> str:
+    """The ISA a cached CPU build reports in its built.json (the module's own `isa`)."""
+    try:
+        info = json.loads((_jit.build_dir(spec) / "built.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    return str(info.get("isa") or spec.isa)
 
 
 def device_state(device_type: str) -> tuple[str, str]:
@@ -74,6 +98,8 @@ def device_state(device_type: str) -> tuple[str, str]:
             where = _jit.build_dir(spec)
             if no_gpu:
                 return "reference", f"no GPU visible (kernels for sm {spec.arch} cached in {where})"
+            if device_type == "cpu":
+                return "compiled", f"built for {built_isa(spec)}, cached in {where}"
             return "compiled", f"cached in {where}"
         if no_gpu:
             return "reference", "no GPU visible"
@@ -82,7 +108,8 @@ def device_state(device_type: str) -> tuple[str, str]:
         if no_gpu:
             return "reference", "no GPU visible"
         return ("error" if mode == "compiled" else "reference"), str(e)
-    return "compiled", "built on first use (a minute or two), then cached"
+    what = f"for {spec.isa} " if device_type == "cpu" else ""
+    return "compiled", f"built {what}on first use (a minute or two), then cached"
 
 
 def build(device_type: str) -> bool:
@@ -95,7 +122,8 @@ def build(device_type: str) -> bool:
         print(f"  {device_type}: FAILED: {e}")
         return False
     what = "built" if built else "already cached"
-    print(f"  {device_type}: {what} in {time.time() - t0:.1f} s: {_jit.build_dir(spec)}")
+    isa = f" for {built_isa(spec)}" if device_type == "cpu" else ""
+    print(f"  {device_type}: {what}{isa} in {time.time() - t0:.1f} s: {_jit.build_dir(spec)}")
     return True
 
 

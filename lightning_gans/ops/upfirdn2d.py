@@ -174,8 +174,16 @@ class _Upfirdn2dFn(torch.autograd.Function):
         return dx, None, None, None, None, None
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def _upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
-    """Reference path: the definition, written with differentiable PyTorch ops."""
+    """Reference path: the definition, written with differentiable PyTorch ops.
+
+    float16/bfloat16 inputs are filtered in float32 and rounded once at the end, as the CUDA
+    kernel accumulates (the result has the input's dtype; gradients flow through the casts)."""
+    if x.dtype in _LOW_PRECISION:
+        return _upfirdn2d_ref(x.float(), f, up, down, padding, flip_filter, gain).to(x.dtype)
     N, C, H, W = x.shape
     upx, upy = parse_scaling(up)
     downx, downy = parse_scaling(down)

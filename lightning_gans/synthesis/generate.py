@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import refuse_overwrite
 from .common import (
     SynthesisError,
     add_common_args,
     load_latent,
+    parse_args,
     parse_int_list,
     prepare_outdir,
     run_synthesis,
@@ -48,9 +50,16 @@ def generate(
         raise SynthesisError("give exactly one of --seeds and --latent")
     if latent is not None:
         ws = latent if isinstance(latent, torch.Tensor) else load_latent(latent, gen.G)
+        if not torch.isfinite(ws).all():
+            where = "--latent" if isinstance(latent, torch.Tensor) else f"--latent {latent}"
+            raise SynthesisError(f"{where} holds NaN/inf values: re-project the image, or give another file")
     else:
         ws = seeds_to_ws(gen.G, seeds, truncation_psi, truncation_cutoff, class_idx)
-    return run_synthesis(gen.G, ws, noise_mode, batch)
+    imgs = run_synthesis(gen.G, ws, noise_mode, batch)
+    if not torch.isfinite(imgs).all():  # would be saved as black images that look like output
+        raise SynthesisError(f"the generator of {gen.path} produced NaN/inf pixels (truncation "
+                             f"{truncation_psi}); the checkpoint is damaged or diverged: use an earlier one")
+    return imgs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-cols", type=int, default=None, help="grid columns (default ~sqrt(N))")
     p.add_argument("--no-singles", action="store_true", help="skip the per-seed PNGs (with --grid)")
     p.add_argument("--raw", default=None, help="also save the float32 NCHW output, unclamped, to FILE.npy")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv)
     seeds = parse_int_list(a.seeds) if a.seeds is not None else None
     if a.no_singles and not a.grid:
         raise SynthesisError("--no-singles without --grid would write no images; add --grid")
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         written.append(save_png(make_grid(imgs, a.grid_cols), outdir / "grid.png", provenance(**common, **src)))
     if a.raw:
         raw = Path(a.raw) if a.raw.endswith(".npy") else Path(a.raw + ".npy")  # np.save would add it
+        refuse_overwrite(raw, [("checkpoint", a.ckpt), ("--latent", a.latent)], "--raw")
         raw.parent.mkdir(parents=True, exist_ok=True)
         np.save(raw, imgs.numpy().astype(np.float32))
         write_sidecar(raw, provenance(**common, seeds=a.seeds))

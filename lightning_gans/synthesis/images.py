@@ -1,4 +1,9 @@
-"""Image tensors to PNG files that carry provenance metadata (synthetic=true, model, seeds)."""
+"""Image tensors to PNG files that carry provenance: text chunks (synthetic=true, model, seeds), an
+invisible watermark in the pixels (watermark.py) and a signed C2PA manifest (content_credentials.py).
+
+The text chunks are an unsigned claim anyone can edit; the C2PA manifest binds the same fields to
+the pixels with a signature, and the watermark survives re-encodes that strip both.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from .. import __version__
+from . import content_credentials, watermark
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -45,17 +51,39 @@ def provenance(**fields) -> dict[str, str]:
     return meta
 
 
+def mark(array: np.ndarray, metadata: dict[str, str]) -> tuple[np.ndarray, dict[str, str]]:
+    """Watermark a synthetic image (>= 256 px, unless turned off) and record what was done."""
+    meta = dict(metadata)
+    if meta.get("synthetic") != "true":
+        return array, meta
+    if not content_credentials.current().watermark:
+        meta["watermark"] = "none (turned off with --no-watermark)"
+    elif min(array.shape[:2]) < watermark.MIN_SIZE:
+        meta["watermark"] = f"none (output below {watermark.MIN_SIZE} px: too small for a reliable mark)"
+    else:
+        array = watermark.embed(array, meta.get("checkpoint_sha256", ""))
+        meta["watermark"] = "embedded " + watermark.payload_string(meta.get("checkpoint_sha256", ""))
+    return array, meta
+
+
 def save_png(array: np.ndarray, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
-    """Write a uint8 HxWxC array as PNG with text chunks, atomically (temp file + rename)."""
+    """Write a uint8 HxWxC array as PNG with text chunks, watermark and (synthetic images) a signed C2PA
+    manifest, atomically (temp file + rename). The watermark goes in first: signing binds final pixels."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    array, metadata = mark(array, metadata)
     info = PngImagePlugin.PngInfo()
     for k, v in metadata.items():
         info.add_text(k, v)
     arr = array[..., 0] if array.shape[-1] == 1 else array
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(arr).save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    try:
+        Image.fromarray(arr).save(tmp, format="PNG", pnginfo=info)
+        if metadata.get("synthetic") == "true":
+            content_credentials.sign_file(tmp, {**metadata, "file": path.name})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -27,6 +27,7 @@ from .common import (
     check_seeds,
     class_label,
     load_latent,
+    parse_args,
     parse_int_list,
     prepare_outdir,
     run_synthesis,
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--domain", default=None, help="target domain: index (or a name the checkpoint stores)")
     g.add_argument("--fan-weights", default=None,
                    help="w_hpf > 0 models: the FAN file of the generator's masks (default: $LG_FAN_WEIGHTS)")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv)
     if a.fps <= 0:
         raise SynthesisError(f"--fps {a.fps}: must be > 0")
     kind = checkpoint_kind(a.ckpt)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import file_sha256, safe_load
+from ..checkpoint import check_architecture, file_sha256, nonfinite_tensors, safe_load
 from ..errors import CheckpointError
 from ..models.stylegan2 import Generator
 
@@ -32,6 +32,12 @@ class LoadedGenerator:
         """The generator-identifying provenance fields."""
         return {"model_kind": self.kind, "model_name": self.name, "network": self.network,
                 "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
+
+
+def prefixed(ckpt: dict, prefix: str) -> dict:
+    """The checkpoint's `prefix.*` tensors, without the prefix."""
+    state = ckpt.get("state_dict") or {}
+    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(f"{prefix}.")}
 
 
 def load_prefixed(net: torch.nn.Module, ckpt: dict, prefix: str, path: Path, other: str) -> torch.nn.Module:
@@ -70,11 +76,33 @@ def load_generator(
         raise CheckpointError(
             f"checkpoint {path} has no model_config; it was not written by `lightning-gans train` "
             "(convert official files with `lightning-gans convert`)")
-    if config["kind"] != "stylegan2":
+    if config["kind"] not in ("stylegan2", "stylegan"):
         raise CheckpointError(
-            f"checkpoint {path} holds a {config['kind']!r} model; this command needs a StyleGAN2 "
-            "checkpoint (kind 'stylegan2')")
-    G = generator_weights(Generator(**config["G_kwargs"]), ckpt, network, path)
+            f"checkpoint {path} holds a {config['kind']!r} model; this command needs a StyleGAN2 or "
+            "StyleGAN checkpoint (kind 'stylegan2' or 'stylegan')")
+    kwargs = config.get("G_kwargs")
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"checkpoint {path}: model_config has no G_kwargs dict; the file is "
+                              "damaged or hand-edited")
+    Net = Generator
+    if config["kind"] == "stylegan":  # v1 (e.g. a converted karras2019stylegan-*.pkl): the same G interface
+        from ..models.stylegan import Generator as Net
+
+        grown = (ckpt.get("state_dict") or {}).get("resolution")
+        if grown is not None and int(grown) != kwargs.get("img_resolution"):
+            raise CheckpointError(f"checkpoint {path} is a StyleGAN grown to {int(grown)} of "
+                                  f"{kwargs.get('img_resolution')} px so far; these commands render the final "
+                                  "resolution (train it further, or use `evaluate`)")
+    check_architecture(lambda: Net(**kwargs), prefixed(ckpt, network), path, "model_config G_kwargs")
+    bad = nonfinite_tensors(prefixed(ckpt, network).items())  # issue 19: no black images as output
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: {len(bad)} {network} tensors hold NaN/inf (e.g. {bad[0]}); "
+                              "the run diverged or the file is damaged: use an earlier checkpoint")
+    G = generator_weights(Net(**kwargs), ckpt, network, path)
+    if config["kind"] == "stylegan":  # `--truncation psi` alone truncates ws 0..7, as the official G_style
+        from ..models.stylegan import TRUNCATION_CUTOFF
+
+        G.mapping.default_truncation_cutoff = (config.get("truncation") or {}).get("cutoff", TRUNCATION_CUTOFF)
     G.eval().requires_grad_(False).to(device)
     return LoadedGenerator(G=G, kind=config["kind"], name=str(config.get("name", "?")), network=network,
                            path=path, sha256=file_sha256(path))

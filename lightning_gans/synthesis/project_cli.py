@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
-from .common import prepare_outdir, save_latent
+from ..progress import bar
+from .common import add_output_args, parse_args, prepare_outdir, save_latent
 from .images import provenance, save_png, to_uint8
 from .load import load_generator
 from .project import ProjectSchedule, project
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", action="store_true", help="also write a video of the optimisation")
     p.add_argument("--outdir", default="out")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    a = p.parse_args(argv)
+    add_output_args(p)
+    a = parse_args(p, argv)
     outdir = prepare_outdir(a.outdir)
     gen = load_generator(a.ckpt, a.network, a.device)
     target = load_photo(a.photo, gen.G.synthesis.img_resolution, a.align)
@@ -79,10 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         print("notice: no LPIPS weights (--lpips-weights or $LG_VGG16_WEIGHTS); projecting with MSE "
               "instead, which gives blurrier, less faithful reconstructions than the paper's LPIPS")
     every = max(1, a.steps // 100)
-    res = project(gen, target[0], space=a.space, schedule=ProjectSchedule(steps=a.steps), lpips=lp,
-                  class_idx=a.class_idx, seed=a.seed, snapshot_every=every if a.video else 0,
-                  progress=lambda s, d: print(f"step {s + 1}/{a.steps}: {'lpips' if lp else 'mse'} {d:.4f}")
-                  if (s + 1) % max(1, a.steps // 10) == 0 else None)
+    metric = "lpips" if lp else "mse"
+
+    def step_done(step: int, dist: float) -> None:
+        progress.update(1)
+        progress.set_postfix({metric: f"{dist:.4f}"}, refresh=False)
+
+    with bar(a.steps, "project", unit="step") as progress:
+        res = project(gen, target[0], space=a.space, schedule=ProjectSchedule(steps=a.steps), lpips=lp,
+                      class_idx=a.class_idx, seed=a.seed, snapshot_every=every if a.video else 0,
+                      progress=step_done)
+    print(f"projected in {a.steps} steps: {metric} {res.losses[-1]:.4f}")
     meta = dict(command="project", **gen.provenance(), photo=Path(a.photo).name, space=a.space, steps=a.steps,
                 distance=res.distance, final_distance=f"{res.losses[-1]:.6g}", seed=a.seed, noise_mode="const")
     latent = save_latent(outdir / "projected_w.npz", res.ws, **provenance(**meta))

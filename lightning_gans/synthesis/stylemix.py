@@ -16,7 +16,15 @@ from pathlib import Path
 
 import torch
 
-from .common import SynthesisError, add_common_args, load_latent, parse_int_list, prepare_outdir, run_synthesis
+from .common import (
+    SynthesisError,
+    add_common_args,
+    load_latent,
+    parse_args,
+    parse_int_list,
+    prepare_outdir,
+    run_synthesis,
+)
 from .common import seeds_to_ws as _seeds_to_ws
 from .generate import as_generator
 from .images import make_grid, provenance, save_png
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--row-latent", default=None, help=".npz latent file whose ws become extra rows")
     p.add_argument("--col-latent", default=None, help=".npz latent file whose ws become extra columns")
     p.add_argument("--styles", default="0-6", help="layer indices the columns give (default 0-6)")
-    a = p.parse_args(argv)
+    a = parse_args(p, argv)
     styles = parse_int_list(a.styles, "--styles")
     row_seeds = parse_int_list(a.rows, "--rows") if a.rows else []
     col_seeds = parse_int_list(a.cols, "--cols") if a.cols else []

@@ -19,16 +19,16 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..checkpoint import file_sha256, safe_load
+from ..checkpoint import check_architecture, file_sha256, safe_load
 from ..data.images import center_square, to_rgb
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, DataError, refuse_overwrite
 from ..interop.stargan_v2 import load_fan, resolve_fan_weights
 from ..models.fan import FAN
 from ..models.stargan_v2 import build_networks
-from .common import SynthesisError, check_seeds, parse_int_list, prepare_outdir
+from .common import SynthesisError, add_output_args, check_seeds, parse_args, parse_int_list, prepare_outdir
 from .images import make_grid, provenance, save_png, to_uint8
 from .latents import seeds_to_z
-from .load import load_prefixed
+from .load import load_prefixed, prefixed
 
 NETWORKS = ("ema", "trained")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -113,8 +113,13 @@ def load_stargan(path: str | os.PathLike, network: str = "ema",
         if trained and trained != fan_sha:
             warnings.warn(f"FAN weights {fan_path} (sha256 {fan_sha[:12]}...) are not those checkpoint {path} "
                           f"was trained with (sha256 {trained[:12]}..., {hparams.get('fan_weights')})", stacklevel=2)
-    nets = build_networks(**kwargs, he_init=False)
     suffix = "_ema" if network == "ema" else ""
+    for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder")):
+        weights = prefixed(ckpt, attr + suffix)
+        if weights:  # none: load_prefixed says which --network to try
+            check_architecture(lambda key=key: build_networks(**kwargs, he_init=False)[key], weights,
+                               path, "model_config net_kwargs")
+    nets = build_networks(**kwargs, he_init=False)
     other = "trained" if network == "ema" else "ema"
     loaded = {attr: load_prefixed(nets[key], ckpt, attr + suffix, path, other).eval().requires_grad_(False).to(device)
               for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder"))}
@@ -149,7 +154,8 @@ def load_images(files: list[Path], img_size: int, what: str) -> torch.Tensor:
                 im.load()
                 img = center_square(to_rgb(im), img_size)
         except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{what} {f}: not a readable image ({type(e).__name__}); give a PNG/JPEG photo") from None
+            raise DataError(f"{what} {f}: not a readable image ({type(e).__name__}: {e}); give a PNG/JPEG "
+                            "photo") from None
         arr = np.asarray(img, dtype=np.float32)
         out.append(torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1.0)
     return torch.stack(out)
@@ -220,6 +226,20 @@ def transfer(
     return out
 
 
+def unique_names(files: list[Path]) -> list[str]:
+    """A name per file for output names: its stem, or stem_ext where stems repeat (face.png and
+    face.jpg -> face_png, face_jpg), then a number where even that repeats."""
+    stems = [f.stem for f in files]
+    names = [f"{f.stem}_{f.suffix.lstrip('.').lower()}" if stems.count(f.stem) > 1 else f.stem for f in files]
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}_{k}")
+    return out
+
+
 def reference_grid(src: torch.Tensor, ref: torch.Tensor, outs: torch.Tensor) -> np.ndarray:
     """(1+R) x (1+S) tiles: blank corner, sources on the top row, each reference then its outputs."""
     S, R = src.shape[0], ref.shape[0]
@@ -242,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16, help="images per forward pass")
     p.add_argument("--fan-weights", default=None, help="w_hpf > 0 models: face-landmark (FAN) weights, the "
                    "official StarGAN v2 wing.ckpt (default: $LG_FAN_WEIGHTS)")
-    a = p.parse_args(argv)
+    add_output_args(p)
+    a = parse_args(p, argv)
     seeds = parse_int_list(a.latent_seeds, "--latent-seeds") if a.latent_seeds is not None else None
     if a.reference is None and not seeds:
         raise SynthesisError("nothing to do: give --reference and/or --latent-seeds")
@@ -255,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     x_src = load_images(src_files, net.img_size, "--source")
     x_ref = load_images(ref_files, net.img_size, "--reference") if ref_files else None
     outdir = prepare_outdir(a.outdir)
+    inputs = [("checkpoint", a.ckpt), *(("--source", f) for f in src_files),
+              *(("--reference", f) for f in ref_files)]
+    src_names, ref_names = unique_names(src_files), unique_names(ref_files)
     res = transfer(net, x_src, x_ref, y, seeds, batch=a.batch)
     dname = net.domain_names[y] if y < len(net.domain_names) else None
     common = dict(command="transfer", **net.provenance(), domain=y, domain_name=dname)
@@ -263,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         for r, rf in enumerate(ref_files):
             for s, sf in enumerate(src_files):
                 arr = to_uint8(res["reference_guided"][r, s:s + 1])[0]
-                path = outdir / f"ref_{sf.stem}__{rf.stem}.png"
+                path = refuse_overwrite(outdir / f"ref_{src_names[s]}__{ref_names[r]}.png", inputs)
                 written.append(save_png(arr, path, provenance(**common, mode="reference-guided",
                                                               source_file=sf.name, reference_file=rf.name)))
         if a.grid:
             grid = reference_grid(res["source"], res["reference"], res["reference_guided"])
-            written.append(save_png(grid, outdir / "grid.png", provenance(
+            written.append(save_png(grid, refuse_overwrite(outdir / "grid.png", inputs), provenance(
                 **common, mode="reference-guided grid", layout="rows: blank+sources, then reference+outputs",
                 source_files=",".join(f.name for f in src_files),
                 reference_files=",".join(f.name for f in ref_files))))
@@ -276,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         for k, seed in enumerate(seeds):
             for s, sf in enumerate(src_files):
                 arr = to_uint8(res["latent_guided"][k, s:s + 1])[0]
-                path = outdir / f"latent_{sf.stem}__seed{seed:04d}.png"
+                path = refuse_overwrite(outdir / f"latent_{src_names[s]}__seed{seed:04d}.png", inputs)
                 written.append(save_png(arr, path, provenance(**common, mode="latent-guided",
                                                               source_file=sf.name, seed=seed)))
+    assert len(set(map(str, written))) == len(written), "transfer output names collide"
     print(f"wrote {len(written)} files to {outdir}")
     return 0

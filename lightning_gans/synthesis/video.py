@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import content_credentials
 from .common import SynthesisError
-from .images import read_provenance
+from .images import mark, read_provenance
 
 FORMATS = ("auto", "mp4", "gif")
 INSTALL_HINT = "pip install 'lightning-gans[video]' (imageio, imageio-ffmpeg)"
@@ -80,6 +81,9 @@ def write_video(frames: np.ndarray, stem: str | os.PathLike, fps: float, metadat
         raise SynthesisError(f"a video needs uint8 frames [T>0, H, W, C]; got {frames.dtype} {frames.shape}")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if metadata.get("synthetic") == "true":  # the same watermark as the PNG frames, before signing
+        marked = [mark(f, metadata) for f in frames]
+        frames, metadata = np.stack([m[0] for m in marked]), marked[0][1]
     text = json.dumps(metadata, sort_keys=True)
     container = check_format(fmt)
     if container == "gif" and fmt == "auto":
@@ -94,6 +98,8 @@ def write_video(frames: np.ndarray, stem: str | os.PathLike, fps: float, metadat
             imgs = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
             imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], loop=0,
                          duration=max(20, int(round(1000 / fps))), comment=text.encode())
+        if metadata.get("synthetic") == "true":
+            content_credentials.sign_file(tmp, {**metadata, "file": path.name})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Stop the one-node Slurm cluster that slurm/local/up.sh started: cancel its jobs, stop slurmd,
-# slurmctld, slurmdbd, munged and the MariaDB server up.sh started. Idempotent: with nothing running it only says so.
-#   sudo bash slurm/local/down.sh
+# Stop the local Slurm cluster that slurm/local/up.sh started: cancel its jobs, stop slurmd,
+# slurmctld, slurmdbd, munged and the MariaDB server up.sh started, and (after `up.sh --nodes N`)
+# remove the node namespaces, the veth links, the bridge and the /etc/hosts block.
+# Idempotent: with nothing running it only says so.
+#   sudo bash slurm/local/down.sh      # (--nodes N is accepted and ignored: it removes what exists)
 # The state and logs under LG_SLURM_DIR (default /tmp/lg-slurm) stay: the logs are what you read
 # after a failure, and the saved state keeps job ids counting up across a restart (run
 # directories are keyed on the job id). `rm -rf` that folder yourself for a clean slate.
 set -euo pipefail
+case "${1:-}" in
+  "") ;;
+  --nodes) shift 2 || true ;;
+  --nodes=*) shift ;;
+  *) echo "slurm/local/down.sh: ERROR: unknown argument '$1' (usage: down.sh [--nodes N])" >&2; exit 2 ;;
+esac
 
 LG_SLURM_DIR=${LG_SLURM_DIR:-/tmp/lg-slurm}
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -18,6 +26,9 @@ flock -w 120 9 || { echo "slurm/local/down.sh: ERROR: /run/lg-slurm.lock is held
 # live_pids, is_live, stop_daemon (TERM, wait, KILL)
 # shellcheck source=slurm/local/daemons.sh
 . "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
+# net_down: the namespaces, links and /etc/hosts block of `up.sh --nodes N`
+# shellcheck source=slurm/local/netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 
 stopped_any=0
 # Cancel jobs while slurmctld still answers, so a later up.sh does not recover and rerun them,
@@ -54,5 +65,12 @@ if [ -f "$ours" ]; then
     say "stopped mariadbd"
   fi
   rm -f "$ours"
+fi
+# The multi-node network (whatever --nodes it was brought up with): after the daemons, so no
+# slurmd loses its node under it.
+if [ -n "$(net_nodes)" ] || ip link show "$LG_BRIDGE" >/dev/null 2>&1 \
+   || grep -qxF "$HOSTS_BEGIN" /etc/hosts; then
+  stopped_any=1
+  net_down
 fi
 [ "$stopped_any" -eq 1 ] || say "nothing was running"

@@ -3,7 +3,15 @@
 # sacct) on this Debian machine, as root, without systemd. Used by .ci/run before the tests and
 # by developers:
 #   bash slurm/local/up.sh      # idempotent: when it is already up, it only checks (~1 s)
-#   bash slurm/local/down.sh    # stops it again
+#   bash slurm/local/up.sh --nodes 2   # two compute nodes, each in its own network + UTS namespace
+#   bash slurm/local/down.sh    # stops it again (and removes the namespaces, links, hosts entries)
+# --nodes N (1..8, default 1): N > 1 makes a network namespace lg-node<i> per node, with its own
+# hostname lgnode<i> (a UTS namespace, so gloo resolves its own name to its own address) and
+# address 10.213.7.<10+i>/24 on a veth pair into a bridge lgbr0 that holds the controller's
+# address 10.213.7.1/24; /etc/hosts gets the node names (a block between markers). Only these
+# links and addresses are made: no other interface, address, route, NAT or forwarding setting of
+# the machine is touched. slurmctld (and slurmdbd) stay in the machine's own namespace, where
+# sbatch/sinfo run; each slurmd runs inside its node's namespaces, and so do its jobs.
 # Environment:
 #   LG_SLURM_DIR         state, spool, pid and log files (default /tmp/lg-slurm)
 #   LG_SLURM_ACCOUNTING  1 (default): slurmdbd + MariaDB, so `sacct` works; 0: no database
@@ -15,6 +23,16 @@
 # shell, sbatch from submitit, srun inside a job -- finds it without SLURM_CONF.
 set -euo pipefail
 
+NODES=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nodes) NODES=${2:-}; shift 2 || { echo "slurm/local/up.sh: ERROR: --nodes needs a number" >&2; exit 2; } ;;
+    --nodes=*) NODES=${1#--nodes=}; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "slurm/local/up.sh: ERROR: unknown argument '$1' (usage: up.sh [--nodes N])" >&2; exit 2 ;;
+  esac
+done
+case "$NODES" in [1-8]) ;; *) echo "slurm/local/up.sh: ERROR: --nodes must be 1..8, not '$NODES'" >&2; exit 2 ;; esac
 LG_SLURM_DIR=${LG_SLURM_DIR:-/tmp/lg-slurm}
 ACCOUNTING=${LG_SLURM_ACCOUNTING:-1}
 WAIT_S=${LG_SLURM_WAIT_S:-60}
@@ -43,11 +61,14 @@ flock -w 120 9 || die "another slurm/local/up.sh or down.sh holds /run/lg-slurm.
 # live_pids, is_live, stop_daemon (TERM, wait, KILL)
 # shellcheck source=slurm/local/daemons.sh
 . "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
+# net_up, net_down, node_* names and addresses (the namespaces of --nodes N > 1)
+# shellcheck source=slurm/local/netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 
 show_logs() {
   local f
   for f in "$LG_SLURM_DIR"/log/{slurmctld,slurmd,slurmdbd,mariadb}.log \
-           /var/log/munge/munged.log; do
+           "$LG_SLURM_DIR"/log/slurmd-*.log /var/log/munge/munged.log; do
     [ -f "$f" ] && { echo "---- tail $f"; tail -n 25 "$f"; }
   done
   echo "---- sinfo -R"; sinfo -R 2>&1 || true
@@ -121,7 +142,8 @@ wait_for munge_ok || fail "munged does not answer"
 
 # ---- 3. slurm.conf (and slurmdbd.conf) -----------------------------------------------------
 host=$(hostname -s)
-cpus=$(nproc)
+# not plain nproc: it honours OMP_NUM_THREADS (1 in the test environment) and would shrink the nodes
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 mem_total=$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)
 # Headroom below the physical memory: slurmd drains a node whose RealMemory is more than it
 # measures, and the OS and daemons need some anyway. 10%, at least 512 MiB.
@@ -129,7 +151,6 @@ headroom=$((mem_total / 10 > 512 ? mem_total / 10 : 512))
 mem=$((mem_total - headroom))
 # Without a default, a job that does not ask for memory gets the whole node under
 # CR_Core_Memory, and two 1-CPU jobs (a 2-point sweep) could not run side by side.
-mem_per_cpu=$((mem / cpus))
 if [ "$ACCOUNTING" = 1 ]; then
   accounting="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost"
@@ -137,11 +158,42 @@ else
   accounting="AccountingStorageType=accounting_storage/none"
 fi
 
+if [ "$NODES" -eq 1 ]; then
+  ctl_addr=127.0.0.1
+  slurmd_files="SlurmdSpoolDir=$LG_SLURM_DIR/spool
+SlurmdPidFile=$LG_SLURM_DIR/run/slurmd.pid
+SlurmdLogFile=$LG_SLURM_DIR/log/slurmd.log"
+  nodes_text="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+  node_list=$host
+  node_names=("$host")
+else
+  # Every node gets all of the machine's CPUs (N x oversubscribed: the nodes are namespaces,
+  # not machines) and 1/N of the memory; slurmd's files per node (%n = node name).
+  ctl_addr=$LG_CTL_ADDR
+  mem=$((mem / NODES))
+  slurmd_files="SlurmdSpoolDir=$LG_SLURM_DIR/spool/%n
+SlurmdPidFile=$LG_SLURM_DIR/run/slurmd-%n.pid
+SlurmdLogFile=$LG_SLURM_DIR/log/slurmd-%n.log
+# A node that stops answering (killed, link cut) is DOWN after this many seconds (default 300),
+# and its jobs end NODE_FAIL (or are requeued, with --requeue).
+SlurmdTimeout=30"
+  nodes_text=""
+  node_names=()
+  for ((i = 1; i <= NODES; i++)); do
+    node_names+=("$(node_name "$i")")
+    nodes_text+="NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") CPUs=$cpus RealMemory=$mem State=UNKNOWN"$'\n'
+  done
+  nodes_text=${nodes_text%$'\n'}
+  node_list="lgnode[1-$NODES]"
+fi
+mem_per_cpu=$((mem / cpus))
+
 conf_text=$(cat <<EOF
 $MARK -- rewritten on every run; edit the script, not this file.
 ClusterName=lgtest
-# Loopback addresses: nothing depends on DNS for the machine's own name.
-SlurmctldHost=$host(127.0.0.1)
+# One node: loopback (nothing depends on DNS for the machine's own name). Several nodes: the
+# bridge address that every node namespace reaches (slurm/local/netns.sh).
+SlurmctldHost=$host($ctl_addr)
 AuthType=auth/munge
 CredType=cred/munge
 # A requeued job can start only after its old credential expires (default 120 s): the
@@ -150,11 +202,9 @@ AuthInfo=cred_expire=30
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$LG_SLURM_DIR/state
-SlurmdSpoolDir=$LG_SLURM_DIR/spool
 SlurmctldPidFile=$LG_SLURM_DIR/run/slurmctld.pid
-SlurmdPidFile=$LG_SLURM_DIR/run/slurmd.pid
 SlurmctldLogFile=$LG_SLURM_DIR/log/slurmctld.log
-SlurmdLogFile=$LG_SLURM_DIR/log/slurmd.log
+$slurmd_files
 # No mail server here (the default MailProg is missing and slurmctld logs an error).
 MailProg=/bin/true
 # No cgroups without systemd here: track job processes through /proc, do not pin them.
@@ -182,8 +232,8 @@ JobCompLoc=$LG_SLURM_DIR/log/jobcomp.txt
 # jobs and should not wait half a minute each time.
 KillWait=10
 InactiveLimit=0
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=$mem_per_cpu
+$nodes_text
+PartitionName=debug Nodes=$node_list Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=$mem_per_cpu
 EOF
 )
 
@@ -248,9 +298,23 @@ EOF
   wait_for sacctmgr -n list cluster || fail "slurmdbd does not answer"
 fi
 
-# ---- 5. slurmctld + slurmd -----------------------------------------------------------------
+# ---- 5. network (--nodes N > 1), slurmctld, slurmd per node ----------------------------
+# Namespaces of another node count (or of a multi-node cluster when one node is asked for):
+# stop every slurmd and remove them, then make what this mode needs.
+have_nodes=$(net_nodes | sort -n | tr '\n' ' ')
+want_nodes=""
+[ "$NODES" -gt 1 ] && want_nodes=$(seq 1 "$NODES" | tr '\n' ' ')
+if [ -n "$have_nodes" ] && [ "$have_nodes" != "$want_nodes" ]; then
+  say "node namespaces ${have_nodes% } exist, ${want_nodes:-none} wanted: removing them"
+  stop_daemon slurmd
+  stop_daemon slurmstepd
+  net_down
+fi
+if [ "$NODES" -gt 1 ]; then
+  net_up "$NODES" || fail "could not set up the node namespaces (slurm/local/netns.sh)"
+fi
 if [ "$conf_changed" -eq 1 ] && { is_live slurmctld || is_live slurmd; }; then
-  # Daemons running an older config (other CPUs, memory, dir or accounting): start afresh.
+  # Daemons running an older config (other CPUs, memory, dir, nodes or accounting): start afresh.
   say "slurm.conf changed: restarting slurmctld and slurmd"
   stop_daemon slurmd
   stop_daemon slurmctld
@@ -261,42 +325,66 @@ if ! is_live slurmctld; then
   slurmctld 9>&- || fail "slurmctld did not start"
   started+=(slurmctld)
 fi
-slurmd_since=0
-if ! is_live slurmd; then
-  slurmd_since=$(date +%s)
-  slurmd 9>&- || fail "slurmd did not start"
-  started+=(slurmd)
-fi
+# slurmd of node i (1-based) is running: in the machine's own namespace for one node, inside
+# lg-node<i> otherwise.
+node_live() {
+  if [ "$NODES" -eq 1 ]; then is_live slurmd; else [ -n "$(node_slurmd_pids "$1")" ]; fi
+}
+declare -A slurmd_since=()
+for ((i = 1; i <= NODES; i++)); do
+  node_live "$i" && continue
+  name=${node_names[i - 1]}
+  slurmd_since[$name]=$(date +%s)
+  if [ "$NODES" -eq 1 ]; then
+    slurmd 9>&- || fail "slurmd did not start"
+  else
+    mkdir -p "$LG_SLURM_DIR/spool/$name"
+    # Inside the node's network namespace and a new UTS namespace with the node's hostname:
+    # slurmd, its slurmstepds and every job process live there, and gloo/NCCL, which bind to
+    # the address their hostname resolves to, use the node's own address. nsenter, not
+    # `ip netns exec`: that also remounts /sys in a new mount namespace, which hides
+    # /sys/fs/cgroup, and slurmd does not start without it.
+    nsenter --net="/run/netns/$(node_ns "$i")" unshare --uts -- \
+      sh -c 'hostname "$1" && exec slurmd -N "$1"' sh "$name" 9>&- \
+      || fail "slurmd of $name did not start"
+  fi
+  started+=("slurmd($name)")
+done
 
-# ---- 6. wait for the node ------------------------------------------------------------------
-# Ready = the node is idle (or busy with jobs) AND, if we just started slurmd, that slurmd has
-# registered: a restarted slurmctld reports the node state it saved, which can say idle before
-# the new slurmd has said anything.
+# ---- 6. wait for the nodes -----------------------------------------------------------------
+# Ready = every node is idle (or busy with jobs) AND, where we just started its slurmd, that
+# slurmd has registered: a restarted slurmctld reports the node state it saved, which can say
+# idle before the new slurmd has said anything.
 registered() {
-  local t
-  [ "$slurmd_since" -eq 0 ] && return 0
-  t=$(scontrol show node -o "$host" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
-  [ -n "$t" ] && [ "$t" != None ] && [ "$(date -d "$t" +%s)" -ge "$slurmd_since" ]
+  local t since=${slurmd_since[$1]:-0}
+  [ "$since" -eq 0 ] && return 0
+  t=$(scontrol show node -o "$1" 2>/dev/null | grep -o 'SlurmdStartTime=[^ ]*' | cut -d= -f2)
+  [ -n "$t" ] && [ "$t" != None ] && [ "$(date -d "$t" +%s)" -ge "$since" ]
 }
 deadline=$(( $(date +%s) + WAIT_S ))
-resumed=0
-state=""
-while :; do
-  state=$(sinfo -h -N -n "$host" -o '%T' 2>/dev/null | head -n 1 || true)
-  case "$state" in
-    idle|mixed|allocated|completing) registered && break ;;
-    # A drain left in the saved state by an earlier bad config survives a restart: clear it
-    # once. If the cause is still there, slurmd drains the node again and we time out below.
-    drain*|down*)
-      if [ "$resumed" -eq 0 ] && registered; then
-        scontrol update NodeName="$host" State=RESUME >/dev/null 2>&1 || true
-        say "node $host was $state ($(sinfo -h -N -n "$host" -o '%E' 2>/dev/null)): resumed it"
-        resumed=1
-      fi ;;
-  esac
-  [ "$(date +%s)" -lt "$deadline" ] \
-    || fail "node $host not ready after ${WAIT_S} s (state '${state:-no answer}')"
-  sleep 0.1
+declare -A resumed=()
+states=()
+for name in "${node_names[@]}"; do
+  state=""
+  while :; do
+    state=$(sinfo -h -N -n "$name" -o '%T' 2>/dev/null | head -n 1 || true)
+    case "$state" in
+      idle|mixed|allocated|completing) registered "$name" && break ;;
+      # A drain left in the saved state by an earlier bad config survives a restart, and a node
+      # that was DOWN (killed, its link cut) may wait for its next registration: clear it once.
+      # If the cause is still there, slurmd drains the node again and we time out below.
+      drain*|down*)
+        if [ -z "${resumed[$name]:-}" ] && registered "$name"; then
+          scontrol update NodeName="$name" State=RESUME >/dev/null 2>&1 || true
+          say "node $name was $state ($(sinfo -h -N -n "$name" -o '%E' 2>/dev/null)): resumed it"
+          resumed[$name]=1
+        fi ;;
+    esac
+    [ "$(date +%s)" -lt "$deadline" ] \
+      || fail "node $name not ready after ${WAIT_S} s (state '${state:-no answer}')"
+    sleep 0.1
+  done
+  states+=("$name $state")
 done
 if [ "$ACCOUNTING" = 1 ]; then
   # slurmctld adds the cluster to the database when it starts; before that, sacct knows no jobs.
@@ -304,9 +392,10 @@ if [ "$ACCOUNTING" = 1 ]; then
   wait_for cluster_known || fail "slurmctld did not register cluster lgtest with slurmdbd"
 fi
 
+nodes_said=$(IFS=,; echo "${states[*]}")
 if [ ${#started[@]} -eq 0 ]; then
-  say "already up: node $host $state ($(elapsed "$t0") s)"
+  say "already up: ${nodes_said//,/, } ($(elapsed "$t0") s)"
 else
-  say "up in $(elapsed "$t0") s: started ${started[*]}; node $host $state," \
-      "CPUs=$cpus RealMemory=${mem} MiB, accounting=$ACCOUNTING; logs in $LG_SLURM_DIR/log"
+  say "up in $(elapsed "$t0") s: started ${started[*]}; ${nodes_said//,/, }," \
+      "CPUs=$cpus RealMemory=${mem} MiB per node, accounting=$ACCOUNTING; logs in $LG_SLURM_DIR/log"
 fi

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -47,7 +48,10 @@ def test_run_dir_keyed_on_the_job(no_slurm, env, expected):
 
 
 def test_restarted_job_resumes_from_its_newest_checkpoint(no_slurm, tmp_path):
-    cfg = OmegaConf.create({"ckpt_path": "/where/the/job/started.ckpt"})
+    started = tmp_path / "where_the_job_started.ckpt"  # train.py refuses a ckpt_path that is no file
+    started.write_bytes(b"")
+    os.utime(started, (500, 500))
+    cfg = OmegaConf.create({"ckpt_path": str(started)})
     assert _resume_path(cfg, tmp_path) == cfg.ckpt_path
     (tmp_path / "checkpoints").mkdir()
     for i, name in enumerate(["checkpoints/step0000020.ckpt", "hpc_ckpt_1.ckpt", "hpc_ckpt_2.ckpt",
@@ -117,3 +121,21 @@ def test_no_requeue_handler_no_deferral():
         assert trainer.strategy.decisions == [], "no collective per step outside Slurm"
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_process_group_timeout_setting():
+    """trainer.strategy.timeout_s -> the process group's timeout (test_two_nodes.py's node-death
+    test sees gloo give up after it); the default bounds a lost node's hang well below torch's
+    30 min; nonsense is a ConfigError naming the key."""
+    from datetime import timedelta
+
+    from lightning_gans.errors import ConfigError
+    from lightning_gans.modules.strategy import DEFAULT_TIMEOUT_S, GANDDPStrategy
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "trainer" / "ddp.yaml")
+    assert cfg.strategy.timeout_s == DEFAULT_TIMEOUT_S < 1800
+    assert GANDDPStrategy()._timeout == timedelta(seconds=DEFAULT_TIMEOUT_S)
+    assert GANDDPStrategy(timeout_s=20)._timeout == timedelta(seconds=20)
+    for bad in (0, -5, "soon", float("inf")):
+        with pytest.raises(ConfigError, match="trainer.strategy.timeout_s"):
+            GANDDPStrategy(timeout_s=bad)

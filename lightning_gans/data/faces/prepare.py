@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import json
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -316,7 +315,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _progress(total: int) -> Any:
-    from tqdm import tqdm  # a dependency of pytorch-lightning
+    from ...progress import bar
 
-    # disable=None: no bar when stderr is not a terminal (CI logs, Slurm output files).
-    return tqdm(total=total, unit="img", desc="prepare-faces", disable=None, file=sys.stderr)
+    return bar(total, "prepare-faces")
