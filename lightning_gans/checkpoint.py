@@ -1,4 +1,5 @@
-"""The one checkpoint writer and reader: atomic writes, safe (weights-only) loads.
+"""The one checkpoint writer and reader: atomic writes, safe (weights-only) loads; the only
+module of the package that calls torch.load (tests/test_architecture.py checks it).
 
 A checkpoint is written to a temp file in the same folder, fsynced and renamed over the
 target, so a kill at any moment leaves either the old file or the new one, never half of one.
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import pickle
 import re
 import shutil
+import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, LGError
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -142,22 +145,83 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA_CACHE[key]
 
 
-def safe_load(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint written by this project (weights only; no code runs)."""
+# What torch.load raises on a damaged, truncated or foreign file (pickle's refusal aside).
+_UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _weights_only_load(src: Any, map_location: Any = "cpu", mmap: bool = False, allow: tuple = ()) -> Any:
+    """The package's only torch.load: always weights_only=True (tensors and plain containers,
+    plus the classes in `allow`; no code runs). `src` is a path or a binary file object."""
+    kw = {"mmap": True} if mmap else {}
+    if allow:
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(src, map_location=map_location, weights_only=True, **kw)
+    return torch.load(src, map_location=map_location, weights_only=True, **kw)
+
+
+def safe_load(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict:
+    """Load a checkpoint written by this project (weights only; no code runs). mmap=True maps
+    the file instead of reading it (zip checkpoints only; a legacy file is a CheckpointError)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (ckpt_path=...)")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = _weights_only_load(path, map_location=map_location, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise CheckpointError(_refusal(path, str(e))) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({first}); use another "
+    except _UNREADABLE as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable or truncated ({_first_line(e)}); use another "
                               "copy of it") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} is a {type(obj).__name__}, not a checkpoint dict")
     return obj
+
+
+def load_weights(path: str | os.PathLike, what: str = "weights file", refused: str = "re-save its state "
+                 "dict with torch.save", allow: tuple = (), error: type[LGError] = CheckpointError) -> Any:
+    """A weights file that is not a checkpoint of ours (a feature network's, an official one),
+    loaded weights-only onto the CPU; `allow`: extra classes the file may hold. Errors are one
+    `error` line: "<what> <path> holds objects that a weights-only load refuses (...); <refused>"
+    or "<what> <path> is unreadable or truncated (...)"."""
+    path = Path(path)
+    name = f"{what} {path}" if what else str(path)
+    if not path.is_file():
+        raise error(f"{name} does not exist; check the path")
+    try:
+        return _weights_only_load(path, allow=allow)
+    except pickle.UnpicklingError as e:
+        raise error(f"{name} holds objects that a weights-only load refuses ({_first_line(e)}); "
+                    f"{refused}") from None
+    except _UNREADABLE as e:
+        raise error(f"{name} is unreadable or truncated ({_first_line(e)})") from None
+
+
+def load_tensors(path: str | os.PathLike, what: str = "weights file", refused: str = "give a plain state "
+                 "dict (torch.save(module.state_dict()))", error: type[LGError] = CheckpointError) -> dict:
+    """A plain state dict (name -> tensor; `{'state_dict': ...}` is unwrapped), weights-only."""
+    sd = load_weights(path, what, refused, error=error)
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise error(f"{what + ' ' if what else ''}{path} does not hold a dict of tensors; {refused}")
+    return sd
+
+
+def load_bytes(payload: bytes, what: str = "a tensor storage inside the pickle") -> Any:
+    """An in-memory torch.save payload (e.g. the legacy storage bytes inside an official
+    pickle), weights-only; a refusal is one CheckpointError line "<what> is not plain data"."""
+    if not isinstance(payload, bytes | bytearray):
+        raise CheckpointError(f"{what} is {type(payload).__name__}, expected bytes")
+    try:
+        return _weights_only_load(io.BytesIO(payload))
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{what} is not plain data ({_first_line(e)})") from None
+    except _UNREADABLE as e:
+        raise CheckpointError(f"{what} is unreadable or truncated ({_first_line(e)})") from None
 
 
 def _refusal(path: Path, message: str) -> str:

@@ -12,10 +12,11 @@ import sys
 from typing import Any
 
 
-def bar(total: int | None, desc: str, unit: str = "img", **kwargs: Any):
+def bar(total: int | None, desc: str, unit: str = "img", disable: bool | None = None, **kwargs: Any):
+    """disable=True: never (e.g. ranks other than 0); None: as LG_PROGRESS / the terminal say."""
     from tqdm import tqdm
 
-    force = os.environ.get("LG_PROGRESS", "")
-    disable = {"1": False, "0": True}.get(force)  # None: tqdm decides (off when not a TTY)
+    if disable is None:
+        disable = {"1": False, "0": True}.get(os.environ.get("LG_PROGRESS", ""))  # None: tqdm decides
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0.5, **kwargs)

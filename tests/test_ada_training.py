@@ -4,7 +4,7 @@ checkpointed and resumed; frozen D layers never change."""
 import numpy as np
 import pytest
 import torch
-from train_utils import read_metrics, series, train
+from helpers.train_utils import read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers.train_utils import train
 from omegaconf import OmegaConf
-from train_utils import train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.cli import main
@@ -154,6 +154,10 @@ def test_long_commands_show_a_bar_on_a_terminal_only(tmp_path, capsys, monkeypat
     monkeypatch.setenv("LG_PROGRESS", "1")  # stands in for a terminal
     assert main(["shards", str(src), str(tmp_path / "a"), "--resolution", "16"]) == 0
     assert "shards: 100%" in capsys.readouterr().err
+    from lightning_gans.metrics.dataset_stats import compute_feature_stats
+
+    stats = compute_feature_stats(src, lambda x: x.flatten(1)[:, :4].double(), batch_size=2)
+    assert stats.num_items == 3 and "features of imgs: 3img" in capsys.readouterr().err  # fid, evaluate
     monkeypatch.delenv("LG_PROGRESS")  # pytest's stderr is no terminal: no bar
     assert main(["shards", str(src), str(tmp_path / "b"), "--resolution", "16"]) == 0
     assert "%|" not in capsys.readouterr().err

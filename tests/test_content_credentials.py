@@ -9,9 +9,9 @@ import zlib
 import c2pa
 import numpy as np
 import pytest
+from helpers.synth_utils import make_checkpoint
 from PIL import Image, PngImagePlugin
 from skimage import data
-from synth_utils import make_checkpoint
 
 from lightning_gans.errors import ConfigError
 from lightning_gans.synthesis import content_credentials as cc

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.synth_utils import make_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint
 
 from lightning_gans.checkpoint import atomic_save
 from lightning_gans.cli import main as cli_main
 from lightning_gans.errors import ConfigError
-from lightning_gans.metrics import weights as weights_mod
 from lightning_gans.metrics.evaluate import evaluate_checkpoint, main
 from lightning_gans.metrics.fid import frechet_distance
 from lightning_gans.metrics.generated import parse_metric, parse_metrics
 from lightning_gans.metrics.kid import kernel_inception_distance
 from lightning_gans.metrics.ppl import perceptual_path_length
 from lightning_gans.metrics.precision_recall import precision_recall
+from lightning_gans.pretrained import weights as weights_mod
 from lightning_gans.synthesis.latents import seeds_to_z
 from lightning_gans.synthesis.load import load_generator
 

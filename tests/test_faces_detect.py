@@ -9,12 +9,13 @@ from skimage import data
 
 from lightning_gans.data.faces import mtcnn
 from lightning_gans.errors import DataError
+from lightning_gans.pretrained.weights import MTCNN_INSTALL, resolve_mtcnn_weights
 
 try:
-    WEIGHTS = mtcnn.find_weights()
+    WEIGHTS = resolve_mtcnn_weights()
 except DataError:
     WEIGHTS = None
-pytestmark = pytest.mark.skipif(WEIGHTS is None, reason=f"no MTCNN weights: {mtcnn.INSTALL_HINT}")
+pytestmark = pytest.mark.skipif(WEIGHTS is None, reason=f"no MTCNN weights: {MTCNN_INSTALL}")
 
 # Hand-marked on skimage.data.astronaut() (see test_faces_align.py): iris centres, nose tip,
 # mouth corners, image-left first; the face spans about x 180-268, y 60-175.

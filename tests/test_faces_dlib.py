@@ -16,6 +16,7 @@ from skimage import data
 from lightning_gans.data.faces import dlib_backend, mtcnn, prepare, worker
 from lightning_gans.data.faces.align import align_face, ffhq_crop
 from lightning_gans.errors import DataError
+from lightning_gans.pretrained.weights import MTCNN_INSTALL
 
 HAVE_DLIB = dlib_backend.available()
 needs_dlib = pytest.mark.skipif(
@@ -102,7 +103,7 @@ def test_alignment_matches_mtcnn():
     try:
         detector = mtcnn.MTCNN()
     except DataError:
-        pytest.skip(f"no MTCNN weights: {mtcnn.INSTALL_HINT}")
+        pytest.skip(f"no MTCNN weights: {MTCNN_INSTALL}")
     lm_mtcnn = max(detector.detect(ASTRO), key=lambda d: d.score).landmarks
     lm_dlib = dlib_backend.DlibDetector(note=False).detect(ASTRO)[0].landmarks
     res = 128

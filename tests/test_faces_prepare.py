@@ -16,9 +16,10 @@ from PIL import Image, ImageFilter
 from skimage import data
 from test_faces_decode import encode, exif_rotated_jpeg, png16, png_bomb
 
-from lightning_gans.data.faces import mtcnn, prepare, worker
+from lightning_gans.data.faces import prepare, worker
 from lightning_gans.data.faces.align import align_face
 from lightning_gans.errors import DataError
+from lightning_gans.pretrained.weights import MTCNN_INSTALL, resolve_mtcnn_weights
 
 MARKED = np.array([(203.0, 101.5), (245.5, 102.5), (224.0, 126.0), (203.0, 140.0), (244.5, 141.0)])
 ASTRO = Image.fromarray(data.astronaut())
@@ -106,9 +107,9 @@ def _png(b: bytes) -> np.ndarray:
 
 def test_bad_inputs_are_reported_and_good_ones_written(tmp_path, capsys, monkeypatch):
     try:
-        mtcnn.find_weights()
+        resolve_mtcnn_weights()
     except DataError:
-        pytest.skip(f"no MTCNN weights: {mtcnn.INSTALL_HINT}")
+        pytest.skip(f"no MTCNN weights: {MTCNN_INSTALL}")
     expected = make_bad_folder(tmp_path / "in")
     out = tmp_path / "out"
     rc = prepare.main([str(tmp_path / "in"), str(out), "--resolution", "128",
@@ -161,9 +162,9 @@ def test_bad_inputs_are_reported_and_good_ones_written(tmp_path, capsys, monkeyp
 
 def test_one_face_per_photo_unless_all_faces(tmp_path):
     try:
-        mtcnn.find_weights()
+        resolve_mtcnn_weights()
     except DataError:
-        pytest.skip(f"no MTCNN weights: {mtcnn.INSTALL_HINT}")
+        pytest.skip(f"no MTCNN weights: {MTCNN_INSTALL}")
     group = Image.new("RGB", (1000, 560), (128, 128, 128))
     group.paste(ASTRO, (0, 0))  # the subject
     group.paste(ASTRO.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((400, 400)), (560, 60))

@@ -15,17 +15,18 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from helpers.synth_utils import make_stargan_checkpoint
+from helpers.train_utils import read_metrics, train
 from PIL import Image
-from synth_utils import make_stargan_checkpoint
-from train_utils import read_metrics, train
 
 from lightning_gans.checkpoint import file_sha256, safe_load
 from lightning_gans.cli import main as cli_main
 from lightning_gans.data.demo import _astronaut, drawn_face, photo_crop
 from lightning_gans.errors import CheckpointError, ConfigError, LGError
 from lightning_gans.interop.stargan_v2 import load_fan, save_fan
-from lightning_gans.models.fan import FAN, FAN_ENV, MissingFANWeightsError, landmark_masks
+from lightning_gans.models.fan import FAN, landmark_masks
 from lightning_gans.modules.stargan_v2 import StarGANv2Module
+from lightning_gans.pretrained.weights import FAN_ENV, MissingFANWeightsError
 from lightning_gans.synthesis.images import read_provenance
 from lightning_gans.synthesis.style_interp import interpolate_styles
 from lightning_gans.synthesis.transfer import load_stargan, transfer
@@ -107,7 +108,7 @@ def test_official_layout_round_trips(tmp_path):
     official = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     official["unused.extra"] = torch.zeros(3)
     torch.save({"state_dict": official}, tmp_path / "wing.ckpt")
-    back = FAN.from_file(tmp_path / "wing.ckpt")
+    back = load_fan(tmp_path / "wing.ckpt")
     assert back.config() == {"width": 8, "depth": 4, "num_landmarks": 98}
     for k, v in back.state_dict().items():
         if not k.endswith("num_batches_tracked"):
@@ -126,15 +127,15 @@ def test_bad_weight_files_are_named(tmp_path):
     del sd["m0.b3_2.conv1.weight"]
     torch.save({"state_dict": sd}, tmp_path / "partial.ckpt")
     with pytest.raises(CheckpointError, match=r"partial\.ckpt.*missing 1 weights.*m0\.b3_2\.conv1\.weight"):
-        FAN.from_file(tmp_path / "partial.ckpt")
+        load_fan(tmp_path / "partial.ckpt")
     torch.save({"state_dict": {"a": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match=r"other\.ckpt: not a FAN state dict"):
-        FAN.from_file(tmp_path / "other.ckpt")
+        load_fan(tmp_path / "other.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match=r"junk\.ckpt is unreadable"):
-        FAN.from_file(tmp_path / "junk.ckpt")
+        load_fan(tmp_path / "junk.ckpt")
     with pytest.raises(MissingFANWeightsError, match=r"nope\.ckpt does not exist.*wing\.ckpt"):
-        FAN.from_file(tmp_path / "nope.ckpt")
+        load_fan(tmp_path / "nope.ckpt")
 
 
 # ---- masks -----------------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def test_recipe_matches_the_step_by_step_spec():
 
 
 def test_masks_shapes_range_and_input_dependence(wing):
-    fan = FAN.from_file(wing)
+    fan = load_fan(wing)
     x = faces()
     m, m2 = fan.masks(x)
     assert m.shape == m2.shape == (3, 1, 256, 256)

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers.train_utils import read_metrics, train
 from PIL import Image
-from train_utils import read_metrics, train
 
 from lightning_gans.checkpoint import atomic_save, safe_load
 from lightning_gans.cli import main
@@ -405,7 +405,7 @@ def test_run_dir_that_is_a_file(tmp_path, capsys):
 
 
 def test_transfer_same_stem_sources_get_unique_outputs(tmp_path, capsys):
-    from synth_utils import make_stargan_checkpoint
+    from helpers.synth_utils import make_stargan_checkpoint
 
     ckpt = make_stargan_checkpoint(tmp_path / "sg.ckpt", 32)
     src = tmp_path / "src"
@@ -472,3 +472,56 @@ def test_tiny_images_and_one_image_datasets_are_called_out(tmp_path, capsys, cap
     dm = ShardDataModule(tmp_path / "shards", resolution=32, batch_size=8, num_workers=0)
     dm.setup("fit")
     assert any("holds only 1 image" in r.getMessage() for r in caplog.records)
+
+
+def _children(pid: int) -> set[int]:
+    """Live descendants of pid (from /proc; zombies count as gone: only PID 1's reaping is left)."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(d.name)] = int(fields[1])
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.update(kids)
+        todo += kids
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_kill_9_of_a_training_run_leaves_no_process_behind(tmp_path):
+    """W&B's service (wandb-core) and the DataLoader workers end with the run they serve."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lightning_gans", "train", "experiment=demo",
+                             "trainer.max_steps=100000", "data.num_workers=1", f"hydra.run.dir={tmp_path}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not list(tmp_path.glob("csv/**/metrics.csv")) and proc.poll() is None:
+            time.sleep(1)  # the loggers exist and the loader's workers run once a step was logged
+        kids = _children(proc.pid)
+        assert proc.poll() is None and kids, "the run did not start"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and _live(kids):
+        time.sleep(0.5)
+    assert not _live(kids), f"left behind: {sorted(_live(kids))}"
+
+
+def _live(pids: set[int]) -> set[int]:
+    out = set()
+    for p in pids:
+        try:
+            if Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                out.add(p)
+        except OSError:
+            pass
+    return out

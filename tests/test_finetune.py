@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
+from helpers.train_utils import read_metrics, series
 from PIL import Image
-from train_utils import read_metrics, series
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.cli import main

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
 
 from lightning_gans.interop import sg2ada
 from lightning_gans.models.stylegan2 import Discriminator, Generator

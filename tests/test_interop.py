@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.errors import CheckpointError

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.synth_utils import make_checkpoint, make_stargan_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint, make_stargan_checkpoint
 
 from lightning_gans.cli import main as cli_main
 from lightning_gans.errors import DataError, LGError

@@ -29,8 +29,8 @@ from lightning_gans.metrics import (
     precision_recall,
     slerp,
 )
-from lightning_gans.metrics import weights as weights_mod
-from lightning_gans.metrics.vgg import VGG16Features
+from lightning_gans.pretrained import weights as weights_mod
+from lightning_gans.pretrained.vgg import VGG16Features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

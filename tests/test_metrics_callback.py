@@ -90,7 +90,7 @@ def callback(**kw):
 
 
 def test_logs_history_and_matches_evaluate(tmp_path):
-    from train_utils import read_metrics, series, train
+    from helpers.train_utils import read_metrics, series, train
 
     from lightning_gans.checkpoint import safe_load
     from lightning_gans.metrics.evaluate import evaluate_checkpoint
@@ -127,7 +127,7 @@ def test_logs_history_and_matches_evaluate(tmp_path):
 
 
 def test_best_checkpoint_only_on_improvement_and_across_resume(tmp_path):
-    from train_utils import train
+    from helpers.train_utils import train
 
     from lightning_gans.callbacks.metrics import MetricsCallback
     from lightning_gans.checkpoint import safe_load
@@ -166,8 +166,8 @@ def test_best_checkpoint_only_on_improvement_and_across_resume(tmp_path):
 
 
 def test_hydra_group_and_refusals(tmp_path):
+    from helpers.train_utils import compose_train, train
     from hydra.utils import instantiate
-    from train_utils import compose_train, train
 
     from lightning_gans.callbacks.metrics import MetricsCallback
     from lightning_gans.errors import ConfigError

@@ -51,7 +51,7 @@ class LowPrecisionSeen(pl.Callback):
 @pytest.mark.slow
 @pytest.mark.parametrize("gan", sorted(GANS))
 def test_bf16_mixed_trains_finite_and_resumes(gan, tmp_path):
-    from train_utils import RestoreCheck, read_metrics, series, train  # Hydra: only for these runs
+    from helpers.train_utils import RestoreCheck, read_metrics, series, train  # Hydra: only for these runs
 
     from lightning_gans.checkpoint import safe_load
 
@@ -180,3 +180,18 @@ def test_scaled_bias_act_low_precision_vs_float64(device, dtype):
     want = scaled_bias_act(x.double(), scale.double(), noise.double(), b.double(), act="lrelu", clamp=1.5,
                            impl="ref")
     assert got.dtype == dtype and _ulps(got, want, dtype) <= 6.0
+
+
+def test_v1_outputs_stay_float32_under_bf16_autocast():
+    """StyleGAN v1 under bf16-mixed: images and logits float32 (the losses reduce float32)."""
+    from lightning_gans.models.stylegan import Discriminator as V1D
+    from lightning_gans.models.stylegan import Generator as V1G
+
+    torch.manual_seed(0)
+    G = V1G(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, fmap_base=64, fmap_max=16)
+    D = V1D(img_resolution=16, fmap_base=64, fmap_max=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img = G(torch.randn(2, 16), None)
+        logits = D(img)
+    assert img.dtype == torch.float32 and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from helpers.synth_utils import make_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint
 
 from lightning_gans.errors import DataError
-from lightning_gans.metrics.lpips import LPIPS
-from lightning_gans.metrics.vgg import LPIPS_CHANNELS, VGG16Features
+from lightning_gans.pretrained.lpips import LPIPS
+from lightning_gans.pretrained.vgg import LPIPS_CHANNELS, VGG16Features
 from lightning_gans.synthesis.generate import generate
 from lightning_gans.synthesis.load import load_generator
 from lightning_gans.synthesis.project import ProjectSchedule, noise_regularization, project

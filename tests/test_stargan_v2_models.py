@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
 
 from lightning_gans.models.stargan_v2 import (
     NETWORK_NAMES,

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
 
 from lightning_gans.interop import sg2ada
 from lightning_gans.losses.stylegan2 import OFFICIAL_STATS
@@ -361,7 +361,8 @@ OFFICIAL_PRESETS = {
     "paper1024": dict(batch_size=32, mbstd_group_size=4, channel_base=32768, lr=0.002, r1_gamma=2.0, ema_kimg=10.0,
                       ema_rampup=None, mapping_layers=8),
     "cifar": dict(batch_size=64, mbstd_group_size=32, channel_base=32768, lr=0.0025, r1_gamma=0.01, ema_kimg=500.0,
-                  ema_rampup=0.05, mapping_layers=2, pl_weight=0.0, style_mixing_prob=0.0, resolution=32),
+                  ema_rampup=0.05, mapping_layers=2, pl_weight=0.0, style_mixing_prob=0.0, resolution=32,
+                  d_architecture="orig"),
     # auto at 256 px on one GPU: mb = max(min(1 * min(4096 // 256, 32), 64), 1) = 16
     "auto": dict(batch_size=16, mbstd_group_size=4, channel_base=16384, lr=0.0025, r1_gamma=0.0002 * 256**2 / 16,
                  ema_kimg=16 * 10 / 32, ema_rampup=0.05, mapping_layers=2),
@@ -370,8 +371,8 @@ OFFICIAL_PRESETS = {
 
 @pytest.mark.parametrize("preset", sorted(OFFICIAL_PRESETS))
 def test_presets_are_the_official_ones(preset, tmp_path):
+    from helpers.train_utils import compose_train
     from omegaconf import OmegaConf
-    from train_utils import compose_train
 
     cfg = compose_train(tmp_path, f"model={preset}", "data=shards", "data.shards=unused")
     model = OmegaConf.to_container(cfg.model, resolve=True)

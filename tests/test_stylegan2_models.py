@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from parity_utils import parity_dir
+from helpers.parity_utils import parity_dir
 
 from lightning_gans.models.stylegan2 import Discriminator, Generator
 from lightning_gans.nn import MinibatchStdLayer, modulated_conv2d
@@ -152,3 +152,24 @@ def test_parity_with_official_stylegan2_ada_outputs():
             np.testing.assert_allclose(d.numpy(), ref[f"D_{key}"], rtol=0, atol=1e-4)
         img = G.synthesis(G.mapping(z, None), noise_mode="none")
         np.testing.assert_allclose(img.numpy(), ref["img_psi1_noise_none"], rtol=0, atol=1e-4)
+
+
+def test_orig_discriminator_is_resnet_without_skips():
+    """The official cifar D ('orig'): the same convs as 'resnet', no 1x1 skips, no sqrt(1/2)."""
+    from lightning_gans.models.stylegan2 import Discriminator
+
+    torch.manual_seed(0)
+    kw = dict(img_resolution=32, channel_base=1024, channel_max=64, mbstd_group_size=2)
+    resnet, orig = Discriminator(**kw), Discriminator(**kw, architecture="orig")
+    skips = {k: v for k, v in resnet.state_dict().items() if ".skip." in k}
+    assert skips and not any(".skip." in k for k in orig.state_dict())
+    skip_params = sum(p.numel() for k, p in resnet.named_parameters() if ".skip." in k)
+    assert sum(p.numel() for p in orig.parameters()) == sum(p.numel() for p in resnet.parameters()) - skip_params
+    orig.load_state_dict({k: v for k, v in resnet.state_dict().items() if ".skip." not in k})
+    img = torch.randn(2, 3, 32, 32)
+    blk = orig.b32
+    x = blk.fromrgb(img)
+    assert torch.allclose(blk(None, img), blk.conv1(blk.conv0(x)))
+    assert not torch.allclose(orig(img), resnet(img))
+    with pytest.raises(ValueError, match="architecture 'skip'"):
+        Discriminator(**kw, architecture="skip")

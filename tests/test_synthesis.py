@@ -5,8 +5,8 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from helpers.synth_utils import make_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint
 
 from lightning_gans.errors import CheckpointError, LGError
 from lightning_gans.synthesis.common import load_latent, parse_int_list, save_latent, seeds_to_ws

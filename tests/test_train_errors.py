@@ -5,8 +5,8 @@ import tarfile
 
 import numpy as np
 import pytest
+from helpers.train_utils import read_metrics, series, train
 from PIL import Image
-from train_utils import read_metrics, series, train
 
 from lightning_gans.cli import main
 from lightning_gans.data.demo import ensure_demo_data

@@ -4,7 +4,7 @@ lambda_ds schedule, EMA, style dependence of the outputs, exact resume of all fo
 import numpy as np
 import pytest
 import torch
-from train_utils import RestoreCheck, read_metrics, series, train
+from helpers.train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.data.demo import ensure_demo_data
@@ -137,8 +137,8 @@ def test_domain_batches_resume_exactly():
     ("stargan_v2_afhq", (33_892_995, 3_259_072, 20_949_760, 20_852_803)),
 ])
 def test_presets_build_the_published_networks(preset, counts):
+    from helpers.train_utils import compose_train
     from hydra.utils import instantiate
-    from train_utils import compose_train
 
     from lightning_gans.summary import count_networks
 

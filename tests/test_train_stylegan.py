@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from train_utils import RestoreCheck, read_metrics, series, train
+from helpers.train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.modules.stylegan import StyleGANModule
@@ -94,8 +94,8 @@ def test_resume_mid_fade_in_is_exact(full_run, tmp_path):
 def test_model_config_is_the_official_1024_net(tmp_path):
     """`model=stylegan` at 1024 px: the official FFHQ counts (see models/stylegan.py's docstring
     for why rosinality's port has 512 fewer in G)."""
+    from helpers.train_utils import compose_train
     from hydra.utils import instantiate
-    from train_utils import compose_train
 
     from lightning_gans.summary import count_networks
 

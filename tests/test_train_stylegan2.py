@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from train_utils import RestoreCheck, read_metrics, series, train
+from helpers.train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.modules.stylegan2 import StyleGAN2Module

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.synth_utils import make_checkpoint, make_stargan_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint, make_stargan_checkpoint
 
 from lightning_gans.checkpoint import atomic_save, file_sha256
 from lightning_gans.errors import CheckpointError, DataError, LGError

@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from helpers.synth_utils import make_checkpoint
 from PIL import Image
-from synth_utils import make_checkpoint
 
 from lightning_gans.synthesis.common import SynthesisError
 from lightning_gans.synthesis.interpolate import main as interpolate_main

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers.wandb_utils import summary
 from omegaconf import OmegaConf
-from wandb_utils import summary
 
 pytestmark = pytest.mark.slow
 

@@ -37,7 +37,7 @@ from ..metrics.generated import (
     ppl_metric,
     real_stats,
 )
-from ..metrics.weights import resolve_inception_weights
+from ..pretrained.weights import resolve_inception_weights
 
 
 class MetricsCallback(pl.Callback):
@@ -108,7 +108,7 @@ class MetricsCallback(pl.Callback):
             if self.feature_net is None:  # fail now, not after the first N kimg
                 resolve_inception_weights(self.inception_weights, ", ".join(s.name for s in feature_specs))
         if any(s.family == "ppl" for s in self.specs) and self.distance is None:
-            from ..metrics.lpips import load_lpips
+            from ..pretrained.lpips import load_lpips
 
             self.distance = load_lpips(self.vgg16_weights, self.lpips_weights,
                                        metric=", ".join(s.name for s in self.specs if s.family == "ppl"))

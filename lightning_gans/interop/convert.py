@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save, file_sha256
+from ..checkpoint import atomic_save, file_sha256, load_weights
 from ..errors import CheckpointError
+from ..progress import bar
 from . import rosinality as rosi
 from . import sg2ada, tf_stylegan, tf_stylegan2
 from . import stargan_v2 as sgv2
@@ -62,14 +62,8 @@ def _sha256(path: Path) -> str:
 
 
 def _torch_load(path: Path) -> Any:
-    with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality's train.py stores its args
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(f"{path} holds objects a weights-only load refuses ({str(e).splitlines()[0]}); "
-                                  "network-snapshot pickles must end in .pkl") from None
-        except (RuntimeError, EOFError, OSError) as e:
-            raise CheckpointError(f"{path} is unreadable or truncated ({e})") from None
+    # rosinality's train.py stores its args (an argparse.Namespace) beside the weights
+    return load_weights(path, "", "network-snapshot pickles must end in .pkl", allow=(argparse.Namespace,))
 
 
 def _npz(path: Path) -> dict[str, torch.Tensor]:
@@ -378,8 +372,13 @@ def main(argv: list[str] | None = None) -> int:
 
     refuse_overwrite(args.out, [("SRC", args.src)], "OUT")
     if args.to == "ours":
-        imp = load_official(args.src, kind=args.kind, resolution=args.resolution)
-        path = atomic_save(to_checkpoint(imp), args.out)
+        with bar(2, f"convert {Path(args.src).name}", unit="step") as progress:
+            progress.set_postfix_str("reading", refresh=True)
+            imp = load_official(args.src, kind=args.kind, resolution=args.resolution)
+            progress.update(1)
+            progress.set_postfix_str("writing", refresh=True)
+            path = atomic_save(to_checkpoint(imp), args.out)
+            progress.update(1)
         print(f"converted {imp.describe()} -> {path}")
         for note in imp.notes:
             print(f"  note: {note}")

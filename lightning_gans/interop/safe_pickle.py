@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch._utils
 
+from ..checkpoint import load_bytes
 from ..errors import CheckpointError
 
 try:  # numpy >= 2
@@ -95,15 +96,11 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
 
 
 def _load_storage_from_bytes(b: bytes) -> Any:
-    # torch.storage._load_from_bytes calls torch.load(weights_only=False); the inner legacy payload
+    # torch.storage._load_from_bytes loads with weights_only=False; the inner legacy payload
     # only ever needs a storage, which the weights-only loader rebuilds.
     if not isinstance(b, bytes | bytearray):
         raise CheckpointError(f"tensor storage payload is {type(b).__name__}, expected bytes")
-    try:
-        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
-    except pickle.UnpicklingError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"a tensor storage inside the pickle is not plain data ({first})") from None
+    return load_bytes(b, "a tensor storage inside the pickle")
 
 
 def _numpy_scalar(dtype: np.dtype, data: Any = None) -> Any:

@@ -7,24 +7,23 @@ files lack, and skipping a `fan` entry (the face-landmark network is not a train
 
 The face-landmark network (models/fan.py) that w_hpf > 0 models need for their masks is read
 from its own weights file by `load_fan` (the official `wing.ckpt`, or an official nets file's
-`fan` entry); `resolve_fan_weights` finds that file from an argument or $LG_FAN_WEIGHTS.
+`fan` entry); `pretrained.weights.resolve_fan_weights` finds that file from an argument or $LG_FAN_WEIGHTS.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import pickle
 import re
-import struct
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import atomic_save
+from ..checkpoint import atomic_save, load_weights
 from ..errors import CheckpointError
-from ..models.fan import FAN, FAN_ENV, FAN_SOURCE, MissingFANWeightsError
+from ..models.fan import FAN
 from ..models.stargan_v2 import NETWORK_NAMES, Discriminator, Generator, MappingNetwork, StyleEncoder, he_init_
+from ..pretrained.weights import FAN_SOURCE, MissingFANWeightsError
 
 SKIPPED_ENTRIES = ("fan",)
 # Official network names -> StarGANv2Module attributes (EMA copies add `_ema`; D has none).
@@ -152,25 +151,6 @@ def official_from_module(sd: dict) -> dict[str, dict[str, dict]]:
 FAN_FORMAT = "lightning-gans-fan"  # our own file: {"format", "fan_config", "state_dict"}
 
 
-def resolve_fan_weights(path: str | os.PathLike | None, key: str, user: str = "this StarGAN v2 model") -> Path:
-    """The FAN weights file: `path` if given, else $LG_FAN_WEIGHTS; an existing file or a
-    one-line MissingFANWeightsError naming `user`, the key to set, the env var and the source."""
-    origin = key
-    if path is None or str(path) == "":
-        path, origin = os.environ.get(FAN_ENV) or None, f"${FAN_ENV}"
-    if path is None:
-        raise MissingFANWeightsError(
-            f"{user} has high-pass skips, whose masks come from the FAN face-landmark network, "
-            f"but no FAN weights file was given: set {key}=PATH (or the environment variable {FAN_ENV}=PATH) "
-            f"to {FAN_SOURCE}; or use a w_hpf=0 model")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise MissingFANWeightsError(
-            f"FAN weights file {p} (from {origin}) does not exist; {user} needs it for its masks: "
-            f"point {key} or ${FAN_ENV} at {FAN_SOURCE}")
-    return p
-
-
 def _fan_state_dict(obj: object, source: str) -> dict:
     if isinstance(obj, dict):
         if isinstance(obj.get("state_dict"), dict):  # wing.ckpt and our own format
@@ -187,20 +167,13 @@ def _fan_state_dict(obj: object, source: str) -> dict:
 
 
 def load_fan(path: str | os.PathLike) -> FAN:
-    """The FAN of a weights file (see FAN.from_file), loaded with torch.load(weights_only=True):
-    nothing in the file is run. Frozen, eval mode, on the CPU."""
+    """The FAN of a weights file (the official `wing.ckpt`, an official StarGAN v2
+    {step}_nets(_ema).ckpt with a 'fan' entry, our own `save_fan` format, or a bare state dict),
+    loaded weights-only (checkpoint.load_weights): nothing in the file is run. Frozen, eval mode, on the CPU."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingFANWeightsError(f"FAN weights file {path} does not exist; give {FAN_SOURCE}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"FAN weights file {path} holds objects that a weights-only load refuses "
-                              f"({first}); re-save its state dict with torch.save") from None
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, struct.error) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"FAN weights file {path} is unreadable or truncated ({first})") from None
+    obj = load_weights(path, "FAN weights file", "re-save its state dict with torch.save")
     fan = FAN.from_state_dict(_fan_state_dict(obj, str(path)), source=f"FAN weights file {path}")
     if isinstance(obj, dict) and obj.get("format") == FAN_FORMAT and obj.get("fan_config") not in (None, fan.config()):
         raise CheckpointError(f"FAN weights file {path}: fan_config {obj['fan_config']} does not match its "

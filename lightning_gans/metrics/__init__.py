@@ -5,15 +5,15 @@ Papers: FID (Heusel et al. 2017), KID (Binkowski et al. 2018), improved precisio
 StyleGAN2-ADA's metrics. Nothing here downloads weights: see weights.py.
 """
 
+from ..pretrained.lpips import LPIPS, load_lpips
+from ..pretrained.weights import INCEPTION_ENV, LPIPS_ENV, VGG16_ENV, MissingWeightsError
 from .dataset_stats import compute_feature_stats, iter_batches, list_source
 from .fid import fid_from_stats, frechet_distance
 from .inception import InceptionFeatures, load_inception, quantize_images, resize_tf_bilinear
 from .kid import kernel_inception_distance, mmd2_unbiased
-from .lpips import LPIPS, load_lpips
 from .ppl import crop_face, path_length_samples, perceptual_path_length, slerp
 from .precision_recall import precision_recall
 from .stats import FeatureStats
-from .weights import INCEPTION_ENV, LPIPS_ENV, VGG16_ENV, MissingWeightsError
 
 __all__ = [
     "FeatureStats",

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from ..errors import DataError
+from ..progress import bar
 from .stats import FeatureStats
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff")
@@ -192,8 +193,10 @@ def compute_feature_stats(
             with np.load(cache, allow_pickle=False) as z:
                 return FeatureStats.from_state_dict(dict(z))
     stats = FeatureStats(capture_all=capture_all, max_items=num_images)
-    for batch in iter_batches(source, batch_size, num_images, resolution):
-        stats.append(feature_net(batch))
+    with bar(num_images, f"features of {Path(source).name}") as progress:
+        for batch in iter_batches(source, batch_size, num_images, resolution):
+            stats.append(feature_net(batch))
+            progress.update(len(batch))
     if stats.num_items < 2:
         raise DataError(f"{source}: need at least 2 images for feature statistics, found "
                         f"{stats.num_items}")

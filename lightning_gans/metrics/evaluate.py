@@ -32,6 +32,7 @@ import torch
 
 from ..checkpoint import file_sha256, safe_load
 from ..errors import CheckpointError, ConfigError, LGError
+from ..pretrained.lpips import load_lpips
 from .dataset_stats import list_source
 from .generated import (
     Distance,
@@ -45,7 +46,6 @@ from .generated import (
     real_stats,
 )
 from .inception import RESIZE_CONVENTION, load_inception, quantize_images
-from .lpips import load_lpips
 
 # key -> (default, help)
 OPTIONS: dict[str, tuple[Any, str]] = {

@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
+from ..progress import bar
 from ..synthesis.latents import seeds_to_z
 from .dataset_stats import compute_feature_stats, list_source
 from .fid import fid_from_stats
@@ -252,11 +253,15 @@ def generated_features(
     """Features [num, D] of samples 0..num-1, this rank rendering its share of the batches."""
     rank, world = _rank_world()
     idx, out = [], []
-    for b in range(rank, math.ceil(num / batch_size), world):
-        start, stop = b * batch_size, min((b + 1) * batch_size, num)
-        img = render_samples(fns, start, stop, b, seed, noise_mode)
-        out.append(feature_net(quantize_images(img)).float().cpu())
-        idx.append(torch.arange(start, stop))
+    mine = range(rank, math.ceil(num / batch_size), world)
+    with bar(len(mine), "generated features" + (f" (rank 0 of {world})" if world > 1 else ""), unit="batch",
+             disable=True if rank else None) as progress:
+        for b in mine:
+            start, stop = b * batch_size, min((b + 1) * batch_size, num)
+            img = render_samples(fns, start, stop, b, seed, noise_mode)
+            out.append(feature_net(quantize_images(img)).float().cpu())
+            idx.append(torch.arange(start, stop))
+            progress.update(1)
     index = torch.cat(idx) if idx else torch.zeros([0], dtype=torch.int64)
     feats = torch.cat(out) if out else torch.zeros([0, 0])
     return gather_in_order(index, feats, num).numpy()

@@ -29,14 +29,14 @@ import torch
 from torch import nn
 
 from ..errors import LGError
-from .inception_net import FIDInceptionV3
-from .weights import (
+from ..pretrained.weights import (
     file_hash,
     is_torchscript,
     load_state_dict,
     load_torchscript,
     resolve_inception_weights,
 )
+from .inception_net import FIDInceptionV3
 
 RESIZE_CONVENTION = "tf1-bilinear-299 (x-128)/128 (StyleGAN2-ADA)"
 

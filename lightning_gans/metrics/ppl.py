@@ -18,7 +18,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .lpips import load_lpips
+from ..pretrained.lpips import load_lpips
+from ..progress import bar
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -66,8 +67,9 @@ def path_length_samples(
         raise ValueError("space='w' needs mapping (z -> w); G then maps w -> images")
     gen = torch.Generator().manual_seed(seed)  # CPU generator: same samples on any device
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), bar(num_samples, "ppl") as progress:
         for start in range(0, num_samples, batch_size):
+            progress.update(min(batch_size, num_samples - start))
             n = min(batch_size, num_samples - start)
             z0, z1 = torch.randn([2, n, z_dim], generator=gen).to(device)
             t = torch.rand([n], generator=gen).to(device) * (1.0 if sampling == "full" else 0.0)

@@ -9,7 +9,7 @@ there). Results per task ("<src>2<trg>") and their mean, keyed as the official
 `FID_<mode>/<task>`, `LPIPS_<mode>/<task>`, `FID_<mode>/mean`, `LPIPS_<mode>/mean`.
 
 The feature network (Inception for FID) and the distance (LPIPS) are arguments, so the
-protocol is independent of which weights are loaded (metrics.inception, metrics.lpips).
+protocol is independent of which weights are loaded (metrics.inception, pretrained.lpips).
 """
 
 from __future__ import annotations

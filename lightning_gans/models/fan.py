@@ -44,13 +44,12 @@ copied):
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
+from ..pretrained.weights import FAN_ENV, FAN_SOURCE, MissingFANWeightsError
 
 __all__ = [
     "FAN",
@@ -64,18 +63,6 @@ __all__ = [
 
 NUM_LANDMARKS = 98      # WFLW landmark layout; the mask recipe indexes it
 INPUT_SIZE = 256        # the network sees 256 x 256 images; heatmaps are 64 x 64
-FAN_ENV = "LG_FAN_WEIGHTS"
-FAN_SOURCE = ("the official StarGAN v2 wing.ckpt (clovaai/stargan-v2: `bash download.sh wing`, "
-              "https://www.dropbox.com/s/tjxpypwpt38926e/wing.ckpt), or an official CelebA-HQ "
-              "100000_nets_ema.ckpt (its 'fan' entry)")
-
-
-class MissingFANWeightsError(ConfigError, CheckpointError):
-    """A w_hpf > 0 StarGAN v2 model is used without the FAN weights file. It is a ConfigError
-    for training (a config key is unset) and a CheckpointError for synthesis (the checkpoint
-    cannot be used as given), so either `except` catches it."""
-
-
 # ---- network ---------------------------------------------------------------------------------
 
 def coord_channels(x: torch.Tensor, with_r: bool = True) -> torch.Tensor:
@@ -163,9 +150,9 @@ class FAN(nn.Module):
     """One-stack hourglass face-alignment network: [N, 3, 256, 256] in [0, 1] ->
     [N, num_landmarks + 1, 64, 64] heatmaps (the last one the face boundary).
 
-    width=64, depth=4 is the published network whose `wing.ckpt` StarGAN v2 ships (`from_file`
-    reads it); smaller widths make cheap stand-ins for tests. Built frozen in eval mode: it is
-    never trained here, and its BatchNorms use their running statistics.
+    width=64, depth=4 is the published network whose `wing.ckpt` StarGAN v2 ships
+    (interop.stargan_v2.load_fan reads it); smaller widths make cheap stand-ins for tests. Built
+    frozen in eval mode: it is never trained here, and its BatchNorms use their running statistics.
     """
 
     def __init__(self, width: int = 64, depth: int = 4, num_landmarks: int = NUM_LANDMARKS) -> None:
@@ -249,15 +236,6 @@ class FAN(nn.Module):
             raise CheckpointError(f"{source}: FAN weights do not fit a {width}-wide, depth-{depth} FAN: {what}")
         fan.load_state_dict({k: sd[k] for k in own if k in sd}, strict=False)
         return fan.eval().requires_grad_(False)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike) -> FAN:
-        """Read the weights file at `path`: the official `wing.ckpt`, an official StarGAN v2
-        {step}_nets(_ema).ckpt with a 'fan' entry, our own `save` format, or a bare state dict.
-        Loaded weights-only (nothing in the file is run); see interop.stargan_v2.load_fan."""
-        from ..interop.stargan_v2 import load_fan  # file I/O lives in interop/
-
-        return load_fan(path)
 
     def config(self) -> dict:
         return {"width": self.width, "depth": self.depth, "num_landmarks": self.num_landmarks}

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..nn.adain import BLUR_FILTER, BOX_FILTER, StyleLayer, downscale2d, upscale2d
 from ..nn.layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
+from ..nn.precision import float32_output, float32_region
 from ..ops.upfirdn2d import filter2d, setup_filter
 from .stylegan2 import MappingNetwork, check_resolution
 
@@ -195,10 +196,10 @@ class SynthesisNetwork(nn.Module):
             if res == R and alpha < 1:
                 img_prev = upscale2d(getattr(self, f"b{res // 2}").torgb(x))
             x = getattr(self, f"b{res}")(x, ws[:, 2 * i : 2 * i + 2], noise_mode)
-        img = getattr(self, f"b{R}").torgb(x)
+        img = float32_output(getattr(self, f"b{R}").torgb(x))
         if img_prev is not None:
-            img = torch.lerp(img_prev, img, alpha)
-        return img
+            img = torch.lerp(float32_output(img_prev), img, alpha)
+        return img  # float32 under bf16-mixed: the losses and R1 / path-length grads see float32
 
 
 class Generator(nn.Module):
@@ -295,10 +296,12 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnectedLayer(fc_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        return self.out(self.fc(x.flatten(1)))
+        x = float32_output(x)
+        with float32_region(x):  # the head and logits in float32 under bf16-mixed (nn/precision.py)
+            if self.mbstd is not None:
+                x = self.mbstd(x)
+            x = self.conv(x)
+            return self.out(self.fc(x.flatten(1)))
 
 
 class Discriminator(nn.Module):

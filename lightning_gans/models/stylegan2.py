@@ -263,8 +263,12 @@ class Generator(PreferredLayout, nn.Module):
         return self.synthesis(ws, noise_mode=noise_mode, fused_modconv=fused_modconv, force_fp32=force_fp32)
 
 
+D_ARCHITECTURES = ("resnet", "orig")
+
+
 class DiscriminatorBlock(nn.Module):
-    """Resnet D block: [fromRGB], conv, conv with 2x down, plus a 1x1 down skip; sums scaled by sqrt(1/2)."""
+    """D block: [fromRGB], conv, conv with 2x down; 'resnet' (StyleGAN2's) adds a 1x1 down skip and
+    scales the sum by sqrt(1/2), 'orig' (the official cifar config's) has no skip and no scaling."""
 
     def __init__(
         self,
@@ -277,9 +281,13 @@ class DiscriminatorBlock(nn.Module):
         conv_clamp: float | None = None,
         use_fp16: bool = False,  # compute in float16 (on the CPU only with fp16_on_cpu)
         fp16_on_cpu: bool = False,
+        architecture: str = "resnet",
     ):
         super().__init__()
+        if architecture not in D_ARCHITECTURES:
+            raise ValueError(f"D architecture {architecture!r}: give one of {', '.join(D_ARCHITECTURES)}")
         self.in_channels = in_channels
+        self.architecture = architecture
         self.use_fp16 = use_fp16
         self.fp16_on_cpu = fp16_on_cpu
         kw = dict(activation=activation, conv_clamp=conv_clamp)
@@ -289,9 +297,10 @@ class DiscriminatorBlock(nn.Module):
         self.conv1 = Conv2dLayer(
             tmp_channels, out_channels, kernel_size=3, down=2, resample_filter=resample_filter, **kw
         )
-        self.skip = Conv2dLayer(
-            tmp_channels, out_channels, kernel_size=1, bias=False, down=2, resample_filter=resample_filter
-        )
+        if architecture == "resnet":
+            self.skip = Conv2dLayer(
+                tmp_channels, out_channels, kernel_size=1, bias=False, down=2, resample_filter=resample_filter
+            )
 
     def forward(self, x, img, force_fp32=False):
         dtype = block_dtype(self.use_fp16, img.device, force_fp32, self.fp16_on_cpu)
@@ -299,6 +308,8 @@ class DiscriminatorBlock(nn.Module):
             x = self.fromrgb(to_block_dtype(img, dtype))
         else:
             x = to_block_dtype(x, dtype)
+        if self.architecture == "orig":
+            return self.conv1(self.conv0(x))
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv0(x)
         x = self.conv1(x, gain=math.sqrt(0.5))
@@ -363,9 +374,11 @@ class Discriminator(PreferredLayout, nn.Module):
         mapping_kwargs: dict | None = None,
         num_fp16_res: int = 0,  # the N highest resolutions compute in float16 (nn/precision.py)
         fp16_on_cpu: bool = False,  # ... also on the CPU (else float32 there)
+        architecture: str = "resnet",  # or 'orig' (no residual skips: the official cifar config)
     ):
         super().__init__()
         self.c_dim = c_dim
+        self.architecture = architecture
         self.img_resolution = check_resolution(img_resolution)
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(int(math.log2(img_resolution)), 2, -1)]
@@ -380,7 +393,7 @@ class Discriminator(PreferredLayout, nn.Module):
             in_channels = ch[res] if res < img_resolution else 0
             block = DiscriminatorBlock(
                 in_channels, ch[res], ch[res // 2], img_channels=img_channels, conv_clamp=conv_clamp,
-                use_fp16=res in self.fp16_resolutions, fp16_on_cpu=fp16_on_cpu,
+                use_fp16=res in self.fp16_resolutions, fp16_on_cpu=fp16_on_cpu, architecture=architecture,
             )
             setattr(self, f"b{res}", block)
         if c_dim > 0:

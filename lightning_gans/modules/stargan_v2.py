@@ -23,10 +23,11 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 
 from ..checkpoint import file_sha256
-from ..interop.stargan_v2 import load_fan, resolve_fan_weights
+from ..interop.stargan_v2 import load_fan
 from ..losses.stargan_v2 import discriminator_loss, ds_weight, generator_loss, generator_step_networks
 from ..models.fan import FAN
 from ..models.stargan_v2 import NETWORK_NAMES, build_networks, he_init_
+from ..pretrained.weights import resolve_fan_weights
 from .base import GANModule
 from .common import adam, clean_grads, ema_update, set_requires_grad
 from .strategy import average_grads

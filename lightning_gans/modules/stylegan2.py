@@ -48,6 +48,7 @@ class StyleGAN2Module(GANModule):
         fp16_on_cpu: bool = False,  # run those float16 blocks on the CPU too (else float32 there)
         mbstd_group_size: int = 4,
         mbstd_num_channels: int = 1,
+        d_architecture: str = "resnet",  # 'orig': D without residual skips (the official cifar preset)
         batch_size: int = 32,  # global: images per iteration over all processes
         lr: float = 0.002,
         betas: Sequence[float] = (0.0, 0.99),
@@ -85,6 +86,8 @@ class StyleGAN2Module(GANModule):
             mbstd_group_size=mbstd_group_size, mbstd_num_channels=mbstd_num_channels,
             num_fp16_res=num_fp16_res, fp16_on_cpu=fp16_on_cpu,
         )
+        if d_architecture != "resnet":  # checkpoints of resnet Ds keep their model_config as before
+            self.D_kwargs["architecture"] = d_architecture
         self.G = Generator(**self.G_kwargs)
         self.D = Discriminator(**self.D_kwargs)
         self.frozen_d = freeze_discriminator(self.D, freeze_d)

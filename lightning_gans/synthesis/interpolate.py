@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..checkpoint import safe_load
+from ..errors import CheckpointError
 from .common import (
     SynthesisError,
     add_common_args,
@@ -34,10 +33,11 @@ from .common import (
     seeds_to_ws,
 )
 from .generate import as_generator
-from .images import provenance, save_png, to_uint8
+from .images import to_uint8
 from .latents import seeds_to_z
 from .load import LoadedGenerator, load_generator
-from .video import FORMATS, check_format, write_video
+from .paths import lerp_keyframes, path_fractions
+from .video import FORMATS, check_format, write_walk
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -51,11 +51,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     so = torch.sin(omega)
     u = (torch.sin((1 - t) * omega) * ua + torch.sin(t * omega) * ub) / so
     return u * torch.lerp(na, nb, t)
-
-
-def path_fractions(frames: int) -> torch.Tensor:
-    """[frames] fractions 0, 1/F, ..., (F-1)/F of one keyframe-to-keyframe step."""
-    return torch.arange(frames, dtype=torch.float64) / frames
 
 
 def interpolation_ws(
@@ -85,20 +80,6 @@ def interpolation_ws(
     ws = keys if isinstance(keys, torch.Tensor) else seeds_to_ws(G, keys, truncation_psi, truncation_cutoff,
                                                                  class_idx)
     return lerp_keyframes(ws.to(device), frames)
-
-
-def lerp_keyframes(keys: torch.Tensor, frames: int) -> torch.Tensor:
-    """Straight lines through keyframes [K, ...] -> [(K - 1) * frames + 1, ...].
-
-    The keyframes themselves are copied, not recomputed as a + 0 * (b - a), so the path's ends
-    are bit-equal to the keyframes and the endpoint images match the non-interpolating commands.
-    """
-    if frames < 1:
-        raise SynthesisError(f"--frames {frames}: need at least 1 frame per keyframe pair")
-    t = path_fractions(frames).to(device=keys.device, dtype=keys.dtype)
-    t = t.view(-1, *([1] * (keys.ndim - 1)))
-    parts = [torch.cat([keys[i : i + 1], keys[i].lerp(keys[i + 1], t)[1:]]) for i in range(keys.shape[0] - 1)]
-    return torch.cat(parts + [keys[-1:]])
 
 
 def interpolate(
@@ -133,8 +114,8 @@ def checkpoint_kind(path: str | os.PathLike) -> str | None:
     """model_config["kind"] of a checkpoint (None without one), read memory-mapped so that the
     loader's full read that follows is the only one; errors are safe_load's clear ones."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip checkpoint, missing, unsafe...: safe_load says which, or loads it
+        ckpt = safe_load(path, mmap=True)
+    except CheckpointError:  # not a zip checkpoint, missing, unsafe...: safe_load says which, or loads it
         ckpt = safe_load(path)
     config = ckpt.get("model_config") if isinstance(ckpt, dict) else None
     return str(config["kind"]) if isinstance(config, dict) and "kind" in config else None
@@ -143,16 +124,6 @@ def checkpoint_kind(path: str | os.PathLike) -> str | None:
 def given(a: argparse.Namespace, p: argparse.ArgumentParser, flags: dict[str, str]) -> list[str]:
     """The flags of `flags` whose value differs from the parser's default."""
     return [flag for dest, flag in flags.items() if getattr(a, dest) != p.get_default(dest)]
-
-
-def write_walk(frames: np.ndarray, outdir: Path, meta: dict, fps: float, fmt: str, no_frames: bool,
-               frame_meta: Callable[[int], dict] = lambda i: {}) -> Path:
-    """PNG frames (each with provenance, plus `frame_meta(i)`) under outdir/frames and the video."""
-    if not no_frames:
-        for i, f in enumerate(frames):
-            save_png(f, outdir / "frames" / f"frame{i:05d}.png", provenance(**meta, frame=i, **frame_meta(i)))
-    return write_video(frames, outdir / "interpolation", fps, provenance(**meta, num_frames=len(frames), fps=fps),
-                       fmt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,7 +88,7 @@ def project(
     *,
     space: str = "w",                           # "w" (one w for all layers) or "w+" (one per layer)
     schedule: ProjectSchedule | None = None,
-    lpips: torch.nn.Module | None = None,       # metrics.lpips.LPIPS; None = MSE
+    lpips: torch.nn.Module | None = None,       # pretrained.lpips.LPIPS; None = MSE
     class_idx: int | None = None,
     seed: int = 0,
     snapshot_every: int = 0,                    # keep an image every N steps (0 = none)

@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     gen = load_generator(a.ckpt, a.network, a.device)
     target = load_photo(a.photo, gen.G.synthesis.img_resolution, a.align)
 
-    from ..metrics.lpips import load_lpips
-    from ..metrics.weights import MissingWeightsError
+    from ..pretrained.lpips import load_lpips
+    from ..pretrained.weights import MissingWeightsError
 
     try:
         lp = load_lpips(a.lpips_weights, a.lpips_lin, device=a.device, metric="project")

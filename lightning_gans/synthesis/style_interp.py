@@ -25,9 +25,10 @@ import torch
 from ..errors import DataError
 from .common import SynthesisError, check_seeds, parse_int_list, prepare_outdir
 from .images import to_uint8
-from .interpolate import lerp_keyframes, write_walk
 from .latents import seeds_to_z
+from .paths import lerp_keyframes
 from .transfer import LoadedStarGAN, list_images, load_images, load_stargan
+from .video import write_walk
 
 ImageInput = str | os.PathLike | torch.Tensor | list | tuple
 NETWORK_ALIASES = {"G_ema": "ema", "G": "trained", "ema": "ema", "trained": "trained"}

