@@ -13,7 +13,7 @@ from lightning_gans.checkpoint import safe_load
 
 
 def test_usr1_checkpoints_requeues_and_resumes(slurm, train_jobs, tmp_path):
-    steps, every = 60, 20
+    steps, every = 40, 20  # 20 steps after the periodic checkpoint: time for the requeue to land
     probe = tmp_path / "probe"
     # The default logger: W&B offline + CSV, so the W&B run id goes through the checkpoints.
     # Periodic checkpoints every 20 steps: none falls between the USR1 (at ~step 5) and the
