@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, LGError
+from .ops._lock import pid_alive
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -34,16 +35,6 @@ def _tensor_bytes(obj: Any) -> int:
     if isinstance(obj, (list, tuple)):
         return sum(_tensor_bytes(v) for v in obj)
     return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
@@ -60,7 +51,7 @@ def remove_stale_temps(folder: str | os.PathLike, min_age_s: float = 60.0) -> li
     now = time.time()
     for p in entries:
         m = _TMP_RE.match(p.name)
-        if not m or int(m["pid"]) == os.getpid() or _pid_alive(int(m["pid"])):
+        if not m or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
             continue
         try:
             if now - p.stat().st_mtime >= min_age_s and p.is_file():

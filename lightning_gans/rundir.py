@@ -17,7 +17,6 @@ import json
 import math
 import os
 import socket
-import threading
 from pathlib import Path
 
 from .errors import ConfigError
@@ -69,11 +68,7 @@ class RunDirLock(BuildLock):
             except PermissionError:
                 raise ConfigError(f"run dir {self.run_dir} is not writable; give a writable "
                                   "hydra.run.dir=... (or fix its permissions)") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info, fh)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._refresh, daemon=True)
-            self._thread.start()
+            self._hold(fd, info)
             return
         raise RunDirBusy(f"could not take the lock {self.path}; delete it if no run uses {self.run_dir}")
 

@@ -206,17 +206,26 @@ def build_networks(hp: dict, G_sds: dict[str, dict], D_sd: dict | None, seed: in
     D is freshly initialized from `seed` (fine-tuning then starts with an untrained D).
     """
     G_kwargs, D_kwargs = module_kwargs(hp)
+    if D_sd is not None:
+        D_sd = {k: v for k, v in D_sd.items() if not is_official_block_filter(k)}
+    return load_networks(lambda: Generator(**G_kwargs), lambda: Discriminator(**D_kwargs), G_sds, D_sd, seed)
+
+
+def load_networks(make_G, make_D, G_sds: dict[str, dict], D_sd: dict | None,
+                  seed: int = 0) -> dict[str, torch.nn.Module]:
+    """G / G_ema / D built by make_G / make_D and loaded strictly, in eval mode without grads: a
+    missing G or G_ema is a copy of the other, a missing D is freshly initialized from `seed`."""
     nets: dict[str, torch.nn.Module] = {}
     for name in ("G", "G_ema"):
         sd = G_sds.get(name, G_sds.get("G_ema" if name == "G" else "G"))
-        net = Generator(**G_kwargs)
+        net = make_G()
         load_strict(net, sd, f"generator {name}")
         nets[name] = net.eval().requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        D = Discriminator(**D_kwargs)
+        D = make_D()
     if D_sd is not None:
-        load_strict(D, {k: v for k, v in D_sd.items() if not is_official_block_filter(k)}, "discriminator")
+        load_strict(D, D_sd, "discriminator")
     nets["D"] = D.eval().requires_grad_(False)
     return nets
 

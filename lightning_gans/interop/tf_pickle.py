@@ -213,10 +213,25 @@ def fill_state_dict(own: dict[str, torch.Tensor], tf_vars: dict[str, np.ndarray]
     return out
 
 
-def check_kwargs(kwargs: dict, known: dict[str, Any], what: str) -> dict:
-    """kwargs with defaults filled in; an unknown key is an error naming it."""
+def network_kwargs(net: TFNetwork) -> dict:
+    """A network's static_kwargs with its components' (mapping, synthesis) where it sets none."""
+    merged = dict(net.static_kwargs)
+    for comp in net.components.values():
+        merged.update({k: v for k, v in comp.static_kwargs.items() if k not in merged})
+    return merged
+
+
+def check_kwargs(kwargs: dict, known: dict[str, Any], what: str, fixed: dict[str, Any] | None = None,
+                 arch: str = "the official architecture") -> dict:
+    """kwargs with defaults filled in; an unknown key, or a `fixed` key set otherwise, is an error
+    naming it."""
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise CheckpointError(f"{what}: static_kwargs {unknown} are settings this converter does not know; "
                               "the network may not be the official architecture")
-    return {**known, **kwargs}
+    kw = {**known, **kwargs}
+    for k, want in (fixed or {}).items():
+        got = list(kw[k]) if isinstance(kw[k], tuple) else kw[k]
+        if got != want:
+            raise CheckpointError(f"{what}: {k}={kw[k]!r}; only {want!r} ({arch}) is implemented here")
+    return kw

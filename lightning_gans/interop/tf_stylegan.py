@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..models.stylegan import Discriminator, Generator
-from .tf_pickle import TFNetwork, check_kwargs, fill_state_dict, in_out, kh_kw_in_out
+from .tf_pickle import TFNetwork, check_kwargs, fill_state_dict, in_out, kh_kw_in_out, network_kwargs
 
 SQRT2 = math.sqrt(2)
 
@@ -58,19 +58,8 @@ D_FIXED = {"label_size": 0, "nonlinearity": "lrelu", "use_wscale": True, "dtype"
            "blur_filter": [1, 2, 1]}
 
 
-def _fixed(kw: dict, fixed: dict, what: str) -> None:
-    for k, want in fixed.items():
-        got = list(kw[k]) if isinstance(kw[k], tuple) else kw[k]
-        if got != want:
-            raise CheckpointError(f"{what}: {k}={kw[k]!r}; only {want!r} (the official StyleGAN) is implemented here")
-
-
 def generator_kwargs(net: TFNetwork, what: str) -> dict:
-    merged = dict(net.static_kwargs)
-    for comp in net.components.values():
-        merged.update({k: v for k, v in comp.static_kwargs.items() if k not in merged})
-    kw = check_kwargs(merged, G_KNOWN, what)
-    _fixed(kw, G_FIXED, what)
+    kw = check_kwargs(network_kwargs(net), G_KNOWN, what, G_FIXED, "the official StyleGAN")
     if kw["mapping_fmaps"] != kw["dlatent_size"]:
         raise CheckpointError(f"{what}: mapping_fmaps={kw['mapping_fmaps']} differs from dlatent_size="
                               f"{kw['dlatent_size']}; only equal widths are implemented")
@@ -88,8 +77,7 @@ def hparams(G: TFNetwork, D: TFNetwork | None, source: str) -> tuple[dict, dict]
     gk = generator_kwargs(G, f"{source} {G.name}")
     mbstd = (4, 1)
     if D is not None:
-        dk = check_kwargs(D.static_kwargs, D_KNOWN, f"{source} D")
-        _fixed(dk, D_FIXED, f"{source} D")
+        dk = check_kwargs(D.static_kwargs, D_KNOWN, f"{source} D", D_FIXED, "the official StyleGAN")
         for k in ("resolution", "num_channels", "fmap_base", "fmap_decay", "fmap_max"):
             if dk[k] != gk[k]:
                 raise CheckpointError(f"{source}: D has {k}={dk[k]} but G {gk[k]}; our StyleGAN shares them")
@@ -209,21 +197,7 @@ def convert(nets: dict[str, TFNetwork], source: str) -> tuple[dict, dict, dict[s
 
 def build_networks(hp: dict, g_sds: dict[str, dict], d_sd: dict | None, seed: int = 0) -> dict:
     """Our v1 G, G_ema, D loaded from converted state dicts (a missing D: freshly initialized from seed)."""
-    import torch
-
-    from .sg2ada import load_strict
+    from .sg2ada import load_networks
 
     G_kwargs, D_kwargs = module_kwargs(hp)
-    nets = {}
-    for name in ("G", "G_ema"):
-        sd = g_sds.get(name, g_sds.get("G_ema" if name == "G" else "G"))
-        net = Generator(**G_kwargs)
-        load_strict(net, sd, f"generator {name}")
-        nets[name] = net.eval().requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        D = Discriminator(**D_kwargs)
-    if d_sd is not None:
-        load_strict(D, d_sd, "discriminator")
-    nets["D"] = D.eval().requires_grad_(False)
-    return nets
+    return load_networks(lambda: Generator(**G_kwargs), lambda: Discriminator(**D_kwargs), g_sds, d_sd, seed)

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import CheckpointError
 from ..models.stylegan2 import Discriminator, Generator
 from . import sg2ada
-from .tf_pickle import TFNetwork, check_kwargs, fill_state_dict, in_out, kh_kw_in_out
+from .tf_pickle import TFNetwork, check_kwargs, fill_state_dict, in_out, kh_kw_in_out, network_kwargs
 
 # static_kwargs of G_main (and what it passes to G_mapping / G_synthesis_stylegan2) with their
 # defaults; None marks settings that do not change the function (graph/runtime switches).
@@ -46,20 +46,9 @@ D_FIXED = {"label_size": 0, "fmap_decay": 1.0, "architecture": "resnet", "nonlin
            "resample_kernel": [1, 3, 3, 1], "dtype": "float32"}
 
 
-def _fixed(kw: dict, fixed: dict, what: str) -> None:
-    for k, want in fixed.items():
-        got = list(kw[k]) if isinstance(kw[k], tuple) else kw[k]
-        if got != want:
-            raise CheckpointError(f"{what}: {k}={kw[k]!r}; only {want!r} (the official config F) is implemented")
-
-
 def generator_kwargs(net: TFNetwork, what: str) -> dict:
     """G_main static_kwargs (with the components') and their defaults, checked."""
-    merged = dict(net.static_kwargs)
-    for comp in net.components.values():
-        merged.update({k: v for k, v in comp.static_kwargs.items() if k not in merged})
-    kw = check_kwargs(merged, G_KNOWN, what)
-    _fixed(kw, G_FIXED, what)
+    kw = check_kwargs(network_kwargs(net), G_KNOWN, what, G_FIXED, "the official config F")
     if kw["mapping_fmaps"] != kw["dlatent_size"]:
         raise CheckpointError(f"{what}: mapping_fmaps={kw['mapping_fmaps']} differs from dlatent_size="
                               f"{kw['dlatent_size']}; only equal widths are implemented")
@@ -83,8 +72,7 @@ def hparams(G: TFNetwork, D: TFNetwork | None, source: str) -> tuple[dict, dict]
     base, cmax = channel_table(gk)
     mbstd = (4, 1)
     if D is not None:
-        dk = check_kwargs(D.static_kwargs, D_KNOWN, f"{source} D")
-        _fixed(dk, D_FIXED, f"{source} D")
+        dk = check_kwargs(D.static_kwargs, D_KNOWN, f"{source} D", D_FIXED, "the official config F")
         for k in ("resolution", "num_channels"):
             if dk[k] != gk[k]:
                 raise CheckpointError(f"{source}: D has {k}={dk[k]} but G {gk[k]}")

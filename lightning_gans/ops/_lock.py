@@ -24,7 +24,8 @@ class LockTimeout(LGError, RuntimeError):
     """Another live process held the build lock for longer than the timeout."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (a stale lock or temp file has a dead owner)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,12 +75,16 @@ class BuildLock:
                     told = True
                 time.sleep(0.2)
                 continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(info, fh)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._refresh, daemon=True)
-            self._thread.start()
+            self._hold(fd, info)
             return
+
+    def _hold(self, fd: int, info: dict) -> None:
+        """The lock file was created (fd): write who holds it and keep it fresh until release."""
+        with os.fdopen(fd, "w") as fh:
+            json.dump(info, fh)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._refresh, daemon=True)
+        self._thread.start()
 
     def release(self) -> None:
         self._stop.set()
@@ -113,7 +118,7 @@ class BuildLock:
         holder = holder if isinstance(holder, dict) else {}
         pid = holder.get("pid")
         if (holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0
-                and not _pid_alive(pid)):
+                and not pid_alive(pid)):
             why = f"its process {pid} is gone"
         elif age > self.stale_after:
             why = f"nobody refreshed it for {age:.0f} s"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
+from ...ops._lock import pid_alive
 from ..shards import ShardWriter
 from . import filters
 from .worker import SKIPPED, WRITTEN, Result
@@ -50,16 +51,6 @@ class OutState:
     has_shards: bool = False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunLock:
     """OUT/.prepare-faces.lock with our pid: two runs appending to one shard set would collide."""
 
@@ -75,7 +66,7 @@ class RunLock:
                     pid = int(self.path.read_text().strip() or 0)
                 except (OSError, ValueError):
                     pid = 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                if pid and pid != os.getpid() and pid_alive(pid):
                     raise DataError(f"{self.path}: prepare-faces (pid {pid}) is writing to this "
                                     "folder; wait for it or use another OUT") from None
                 self.path.unlink(missing_ok=True)  # stale: its run was killed
