@@ -18,8 +18,11 @@ int dtype_code(const torch::Tensor& x) {
     return -1;
 }
 
-torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx, int downy,
-                        int px0, int px1, int py0, int py1, bool flip_filter, double gain) {
+// tiled: the shared-memory tiled kernel where it has an instance for the call, else the direct
+// one; strict: a call without a tiled instance is an error (tests use it to prove the tiled ran).
+torch::Tensor run_upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx, int downy,
+                            int px0, int px1, int py0, int py1, bool flip_filter, double gain,
+                            bool tiled, bool strict) {
     TORCH_CHECK(x.is_cuda(), "upfirdn2d (cuda kernels): x must be a CUDA tensor");
     const c10::cuda::CUDAGuard guard(x.device());
     const Upfirdn2dParams p = lg::upfirdn2d_params(x, f, upx, upy, downx, downy, px0, px1, py0, py1);
@@ -28,10 +31,28 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int 
     f = f.to(x.device(), code == 1 ? torch::kDouble : torch::kFloat).contiguous();
     auto y = torch::empty({x.size(0), x.size(1), p.out_h, p.out_w}, x.options());
     if (y.numel() == 0) return y;
-    const char* err = upfirdn2d_cuda(p, code, x.data_ptr(), f.data_ptr(), flip_filter, gain,
-                                     y.data_ptr(), c10::cuda::getCurrentCUDAStream().stream());
+    tiled = tiled && upfirdn2d_tiled_supported(p, code);
+    TORCH_CHECK(tiled || !strict, "upfirdn2d_tiled(strict): no tiled instance for this call (",
+                x.scalar_type(), ", up ", upx, "x", upy, ", down ", downx, "x", downy, ", filter ",
+                p.f_h, "x", p.f_w, ")");
+    const auto kernel = tiled ? upfirdn2d_cuda_tiled : upfirdn2d_cuda;
+    const char* err = kernel(p, code, x.data_ptr(), f.data_ptr(), flip_filter, gain, y.data_ptr(),
+                             c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == nullptr, "upfirdn2d CUDA kernel failed: ", err);
     return y;
+}
+
+torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx, int downy,
+                        int px0, int px1, int py0, int py1, bool flip_filter, double gain) {
+    return run_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain,
+                         false, false);
+}
+
+torch::Tensor upfirdn2d_tiled(torch::Tensor x, torch::Tensor f, int upx, int upy, int downx,
+                              int downy, int px0, int px1, int py0, int py1, bool flip_filter,
+                              double gain, bool strict) {
+    return run_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain,
+                         true, strict);
 }
 
 torch::Tensor bias_act(torch::Tensor x, std::optional<torch::Tensor> b,
@@ -57,5 +78,7 @@ torch::Tensor bias_act(torch::Tensor x, std::optional<torch::Tensor> b,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upfirdn2d on CUDA tensors (see csrc/upfirdn2d.h)");
+    m.def("upfirdn2d_tiled", &upfirdn2d_tiled,
+          "upfirdn2d on CUDA tensors, shared-memory tiled where it has an instance");
     m.def("bias_act", &bias_act, "bias_act on CUDA tensors (see csrc/bias_act.h)");
 }

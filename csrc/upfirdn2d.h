@@ -29,3 +29,11 @@ void upfirdn2d_cpu_nhwc(const Upfirdn2dParams& p, int C, const T* x, const T* ta
 // 2 float16, 3 bfloat16. Returns nullptr on success, else the CUDA error string.
 const char* upfirdn2d_cuda(const Upfirdn2dParams& p, int dtype, const void* x, const void* f,
                            bool flip_filter, double gain, void* y, void* stream);
+
+// CUDA, shared-memory tiled (upfirdn2d_tiled.cu; LG_UPFIRDN2D=tiled): the same contract as
+// upfirdn2d_cuda (f in float), for the calls upfirdn2d_tiled_supported accepts: float32/float16/
+// bfloat16, up == 1 or 2 with down == 1, or down == 2 with up == 1 (same on x and y), filters up
+// to 4 x 4. The binding sends every other call to upfirdn2d_cuda.
+bool upfirdn2d_tiled_supported(const Upfirdn2dParams& p, int dtype);
+const char* upfirdn2d_cuda_tiled(const Upfirdn2dParams& p, int dtype, const void* x, const void* f,
+                                 bool flip_filter, double gain, void* y, void* stream);

@@ -154,14 +154,15 @@ def _weights_only_load(src: Any, map_location: Any = "cpu", mmap: bool = False, 
     return torch.load(src, map_location=map_location, weights_only=True, **kw)
 
 
-def safe_load(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False) -> dict:
+def safe_load(path: str | os.PathLike, map_location: Any = "cpu", mmap: bool = False, allow: tuple = ()) -> dict:
     """Load a checkpoint written by this project (weights only; no code runs). mmap=True maps
-    the file instead of reading it (zip checkpoints only; a legacy file is a CheckpointError)."""
+    the file instead of reading it (zip checkpoints only; a legacy file is a CheckpointError);
+    `allow`: extra plain classes the file may hold (model_file: rosinality's argparse.Namespace)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (ckpt_path=...)")
     try:
-        obj = _weights_only_load(path, map_location=map_location, mmap=mmap)
+        obj = _weights_only_load(path, map_location=map_location, mmap=mmap, allow=allow)
     except pickle.UnpicklingError as e:
         raise CheckpointError(_refusal(path, str(e))) from None
     except _UNREADABLE as e:
@@ -231,49 +232,6 @@ def _refusal(path: Path, message: str) -> str:
 
 def tensor_shapes(state: dict) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
-
-
-class _MetaFactories(torch.overrides.TorchFunctionMode):
-    """Tensor factories without a device make meta tensors (shapes, no memory). Unlike
-    `with torch.device("meta")`, tensors made from data (filters: torch.as_tensor) stay real, so
-    code that copies those to a device still runs."""
-
-    FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full,
-                 torch.randint, torch.normal, torch.eye, torch.empty_strided}
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func in self.FACTORIES and kwargs.get("device") is None:
-            kwargs["device"] = "meta"
-        return func(*args, **kwargs)
-
-
-def check_architecture(build, state: dict, path: str | os.PathLike, what: str = "model_config") -> None:
-    """Build `build()` on the meta device (no memory, no weights) and compare its state dict's
-    shapes with the checkpoint's tensors, so a hand-edited or mismatched config fails in one line
-    before anything real is allocated. `state`: the tensors the built module must load."""
-    try:
-        with _MetaFactories():
-            module = build()
-    except Exception as e:  # noqa: BLE001 - a config no network can be built from
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"checkpoint {path}: its {what} does not build a network ({first}); "
-                              "the file is damaged or hand-edited") from None
-    want = tensor_shapes(module.state_dict())
-    have = tensor_shapes(state)
-    missing = [k for k in want if k not in have]
-    unexpected = [k for k in have if k not in want]
-    differ = [k for k in want if k in have and want[k] != have[k]]
-    if missing or unexpected or differ:
-        if differ:
-            k = differ[0]
-            eg = f"{k}: {have[k]} in the file, {want[k]} from the config"
-        else:
-            eg = f"{'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]}"
-        raise CheckpointError(
-            f"checkpoint {path}: its {what} does not match its weights ({len(differ)} tensors of "
-            f"another shape, {len(missing)} missing, {len(unexpected)} unexpected; e.g. {eg}); "
-            "the file is damaged or hand-edited")
 
 
 def check_resume(module: torch.nn.Module, ckpt: dict, path: str | os.PathLike) -> None:

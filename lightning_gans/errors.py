@@ -38,6 +38,19 @@ class CheckpointError(LGError):
     """A checkpoint is missing, corrupt, unsafe, or of the wrong kind for the request."""
 
 
+class UserExit(SystemExit):
+    """An LGError leaving the Hydra train app. Hydra prints any Exception as a traceback itself;
+    a SystemExit passes through it, so cli.main (the one place that prints errors) gets the
+    error to print as one line. Exit status 2."""
+
+    def __init__(self, error: LGError) -> None:
+        super().__init__(2)
+        self.error = error
+
+    def __str__(self) -> str:
+        return str(self.error)
+
+
 def one_line(exc: BaseException, max_lines: int = 3) -> str:
     """The first lines of an exception message (Hydra/OmegaConf ones span several) joined by '; '."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_gans.callbacks.requeue import SyncedRequeue
 from lightning_gans.checkpoint import safe_load
 from lightning_gans.config import config_dir, register_resolvers, slurm_job_key
-from lightning_gans.errors import ConfigError, find_user_error
+from lightning_gans.errors import ConfigError, UserExit, find_user_error
 
 register_resolvers()
 log = logging.getLogger("lightning_gans.train")
@@ -293,9 +292,4 @@ def train_app(cfg: DictConfig) -> dict:
         user_error = find_user_error(e)
         if user_error is None:
             raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    train_app()
+        raise UserExit(user_error) from None

@@ -1,5 +1,5 @@
 """Signed C2PA manifests on generated images, tamper detection, watermark records and the escaped
-`provenance` report (content_credentials.py, images.save_png, provenance_cli.py). Offline throughout."""
+`provenance` report (content_credentials.py, images.save_png, commands/provenance.py). Offline throughout."""
 
 import hashlib
 import json
@@ -13,11 +13,11 @@ from helpers.synth_utils import make_checkpoint
 from PIL import Image, PngImagePlugin
 from skimage import data
 
+from lightning_gans.commands.generate import main as generate_main
+from lightning_gans.commands.provenance import main as provenance_main
 from lightning_gans.errors import ConfigError
 from lightning_gans.synthesis import content_credentials as cc
-from lightning_gans.synthesis.generate import main as generate_main
 from lightning_gans.synthesis.images import provenance, save_png
-from lightning_gans.synthesis.provenance_cli import main as provenance_main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SHA = "c0ffee12" * 8

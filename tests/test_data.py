@@ -15,9 +15,10 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from lightning_gans.commands.shards import main
 from lightning_gans.data.datamodule import ShardDataModule
 from lightning_gans.data.demo import ensure_demo_data
-from lightning_gans.data.shards import ShardWriter, main, shards_from_folder
+from lightning_gans.data.shards import ShardWriter, shards_from_folder
 from lightning_gans.data.stream import ShardStream, StreamLoader, worker_batches_before
 from lightning_gans.errors import DataError
 

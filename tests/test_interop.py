@@ -19,6 +19,7 @@ import torch
 from helpers.parity_utils import parity_dir
 
 from lightning_gans.checkpoint import safe_load
+from lightning_gans.commands.convert import main as convert_main
 from lightning_gans.errors import CheckpointError
 from lightning_gans.interop import PersistentRecord, convert, load_official, safe_unpickle, sg2ada, to_checkpoint
 from lightning_gans.interop.safe_pickle import RestrictedUnpickler
@@ -234,8 +235,8 @@ def test_sg2ada_state_dict_folder_and_pt_export_round_trip(tmp_path):
     ckpt = to_checkpoint(imp)
     ours = tmp_path / "ours.ckpt"
     torch.save(ckpt, ours)
-    assert convert.main([str(ours), str(tmp_path / "official.pt"), "--to", "official-state-dict"]) == 0
-    assert convert.main([str(ours), str(tmp_path / "npz"), "--to", "official-state-dict"]) == 0
+    assert convert_main([str(ours), str(tmp_path / "official.pt"), "--to", "official-state-dict"]) == 0
+    assert convert_main([str(ours), str(tmp_path / "npz"), "--to", "official-state-dict"]) == 0
     back = torch.load(tmp_path / "official.pt", weights_only=True)
     again = to_checkpoint(load_official(tmp_path / "official.pt"))["state_dict"]
     assert again.keys() == ckpt["state_dict"].keys()
@@ -274,7 +275,7 @@ def test_rosinality_matches_official_and_round_trips(tmp_path):
     ours = tmp_path / "ours.ckpt"
     torch.save(to_checkpoint(imp), ours)
     out = tmp_path / "rosi.pt"
-    assert convert.main([str(ours), str(out), "--to", "official-state-dict", "--flavor", "rosinality"]) == 0
+    assert convert_main([str(ours), str(out), "--to", "official-state-dict", "--flavor", "rosinality"]) == 0
     back = torch.load(out, weights_only=True)
     for a, b in (("g", "g"), ("g_ema", "g_ema"), ("d", "d")):
         assert sorted(back[a]) == sorted(src[b])
@@ -282,7 +283,7 @@ def test_rosinality_matches_official_and_round_trips(tmp_path):
             assert torch.equal(back[a][k], v), f"{a}.{k}"
     assert torch.equal(back["latent_avg"], torch.from_numpy(ref["mean_latent"][0]))
     again = tmp_path / "again.ckpt"
-    assert convert.main([str(out), str(again)]) == 0
+    assert convert_main([str(out), str(again)]) == 0
     ck = safe_load(again)
     assert ck["converted_from"]["format"] == "rosinality"
     for k, v in to_checkpoint(imp)["state_dict"].items():
@@ -355,7 +356,7 @@ def test_stargan_v2_old_file_without_hpf_filter_and_with_fan(tmp_path):
     assert module.model_config() == ck["model_config"]
     module.load_state_dict(ck["state_dict"], strict=True)
     torch.save(ck, tmp_path / "ours.ckpt")
-    assert convert.main([str(tmp_path / "ours.ckpt"), str(tmp_path / "off"), "--to", "official-state-dict"]) == 0
+    assert convert_main([str(tmp_path / "ours.ckpt"), str(tmp_path / "off"), "--to", "official-state-dict"]) == 0
     back = torch.load(tmp_path / "off" / "000000_nets_ema.ckpt", weights_only=True)
     assert sorted(back) == ["generator", "mapping_network", "style_encoder"]
     for k, v in obj["mapping_network"].items():
@@ -405,5 +406,5 @@ def test_architectures_we_do_not_have_are_refused_by_name():
 
 def test_unknown_file_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "x.pt")
-    with pytest.raises(CheckpointError, match="not a checkpoint format this project knows"):
+    with pytest.raises(CheckpointError, match=r"has no model_config and is no official format .*keys \[.weights.\]"):
         load_official(tmp_path / "x.pt")

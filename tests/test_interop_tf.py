@@ -158,7 +158,7 @@ def test_convert_cli_writes_a_checkpoint_the_tools_rebuild(converted, tmp_path):
 
 
 def test_the_synthesis_tools_reproduce_the_official_images_from_the_checkpoint(converted, tmp_path):
-    from lightning_gans.synthesis import load_generator
+    from lightning_gans.synthesis import as_generator
     from lightning_gans.synthesis.generate import generate
     from lightning_gans.synthesis.project import ProjectSchedule, project
     from lightning_gans.synthesis.stylemix import mix_ws
@@ -166,7 +166,7 @@ def test_the_synthesis_tools_reproduce_the_official_images_from_the_checkpoint(c
     name, path, imp, ref = converted
     out = tmp_path / f"{name}.ckpt"
     assert main(["convert", str(pickle_of(path)), str(out)]) == 0
-    gen = load_generator(out)
+    gen = as_generator(out)
     cfg = safe_load(out)["model_config"]
     seeds = [int(s) for s in ref["z_seeds"]]  # z of seed s = RandomState(s).randn(1, z_dim), as here
     assert cfg["truncation"] == imp.truncation
@@ -293,10 +293,10 @@ def test_a_converted_v1_file_fine_tunes_at_full_resolution_and_resumes(tmp_path)
     out.mkdir()
     shutil.copytree(ensure_demo_data(root=tmp_path / "cache", resolution=R, count=32), out / "shards")
     batch, steps = 4, 20
-    flags = ["finetune", "--photos", str(out / "shards"), "--from", str(ckpt), "--out", str(out), "--batch", str(batch)]
+    flags = ["finetune", f"photos={out / 'shards'}", f"from={ckpt}", f"out={out}", f"batch={batch}"]
     overrides = ["logger=csv", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
                  "data.num_workers=0", "callbacks.samples.every_n_steps=10"]
-    assert main([*flags, "--kimg", str(steps * batch / 1000), *overrides]) == 0
+    assert main([*flags, f"kimg={steps * batch / 1000}", *overrides]) == 0
     last = out / "run" / "checkpoints" / "last.ckpt"
     end = safe_load(last)
     assert end["global_step"] == steps and int(end["state_dict"]["nimg"]) == steps * batch
@@ -315,7 +315,7 @@ def test_a_converted_v1_file_fine_tunes_at_full_resolution_and_resumes(tmp_path)
     assert 0 < ema_moved < 0.05 * (start[f"G_ema.{k}"] - start[f"G.{k}"]).abs().max()
     # Resume the same run from its last checkpoint for 4 more steps.
     more = steps + 4
-    assert main([*flags, "--kimg", str(more * batch / 1000), *overrides, f"ckpt_path={last}"]) == 0
+    assert main([*flags, f"kimg={more * batch / 1000}", *overrides, f"ckpt_path={last}"]) == 0
     end2 = safe_load(last)
     assert end2["global_step"] == more and int(end2["state_dict"]["nimg"]) == more * batch
     assert f"Restored all states from the checkpoint at {last}" in (out / "run" / "train.log").read_text()

@@ -13,12 +13,12 @@ from helpers.synth_utils import make_checkpoint, make_stargan_checkpoint
 from PIL import Image
 
 from lightning_gans.cli import main as cli_main
+from lightning_gans.commands.interpolate import main as interpolate_main
+from lightning_gans.commands.provenance import main as provenance_main
 from lightning_gans.errors import DataError, LGError
-from lightning_gans.synthesis import interpolate_styles, load_stargan, transfer
+from lightning_gans.synthesis import as_stargan, interpolate_styles, transfer
 from lightning_gans.synthesis.common import SynthesisError
 from lightning_gans.synthesis.images import to_uint8
-from lightning_gans.synthesis.interpolate import main as interpolate_main
-from lightning_gans.synthesis.provenance_cli import main as provenance_main
 from lightning_gans.synthesis.transfer import load_images
 from lightning_gans.synthesis.video import file_provenance
 
@@ -33,7 +33,7 @@ def ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def net(ckpt):
-    return load_stargan(ckpt)
+    return as_stargan(ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_cli_frames_and_video_carry_provenance(ckpt, net, faces, tmp_path, capsy
                      "--frames", "2", "--format", "gif", "--no-frames", "--network", "G", "--outdir", str(lat)]) == 0
     assert not (lat / "frames").exists()
     meta = file_provenance(lat / "interpolation.gif")
-    assert meta["mode"] == "latent-guided" and meta["seeds"] == "1,2,3" and meta["network"] == "trained"
+    assert meta["mode"] == "latent-guided" and meta["seeds"] == "1,2,3" and meta["network"] == "G"
     assert meta["num_frames"] == "5"
 
 

@@ -195,7 +195,7 @@ def test_missing_compiler_warns_once_and_falls_back(tmp_path, monkeypatch):
 
 def test_doctor_reports_without_building(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LG_EXTENSIONS_DIR", str(tmp_path))
-    assert doctor.main([]) == 0
+    assert doctor.report() == 0
     out = capsys.readouterr().out
     assert str(tmp_path) in out and "torch" in out and "C++ compiler" in out
     isa_line = next(ln for ln in out.splitlines() if ln.startswith("CPU ISA"))
@@ -204,7 +204,7 @@ def test_doctor_reports_without_building(tmp_path, monkeypatch, capsys):
     assert {(r[0], r[1]) for r in rows} == {(d, o) for d in ("cpu", "cuda") for o in doctor.OPS}
     assert not list(tmp_path.iterdir())  # nothing was built
     monkeypatch.setenv("LG_OPS", "ref")
-    doctor.main([])
+    doctor.report()
     assert "LG_OPS=ref" in capsys.readouterr().out
 
 
@@ -224,5 +224,7 @@ def test_cuda_sources_compile(monkeypatch):
         pytest.skip("nvcc not found")
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    module, _ = _jit.build_or_load(_jit.spec_for("cuda"))  # BuildError carries nvcc's errors
-    assert callable(module.upfirdn2d) and callable(module.bias_act)
+    spec = _jit.spec_for("cuda")
+    assert "upfirdn2d_tiled.cu" in {s.name for s in spec.sources}  # the opt-in tiled kernel
+    module, _ = _jit.build_or_load(spec)  # BuildError carries nvcc's errors
+    assert callable(module.upfirdn2d) and callable(module.upfirdn2d_tiled) and callable(module.bias_act)

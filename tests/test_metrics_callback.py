@@ -115,7 +115,7 @@ def test_logs_history_and_matches_evaluate(tmp_path):
     last = run / "checkpoints" / "last.ckpt"
     assert safe_load(last)["global_step"] == 5
     record = evaluate_checkpoint(last, ["fid50k_full"], data=demo_data(), num=16, num_real=64,
-                                 batch=8, cache_dir=cache, feature_net=Quadrants(), out="none")
+                                 batch=8, cache_dir=cache, feature_net=Quadrants())
     assert record["results"]["fid16_full"] == pytest.approx(fids[5], rel=1e-9)
 
     # Sampling ran in a forked RNG: the same run without the callback trains identically.

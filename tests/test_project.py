@@ -6,14 +6,13 @@ import torch
 from helpers.synth_utils import make_checkpoint
 from PIL import Image
 
+from lightning_gans.commands.project import main as project_main
+from lightning_gans.commands.style_mix import main as stylemix_main
 from lightning_gans.errors import DataError
 from lightning_gans.pretrained.lpips import LPIPS
 from lightning_gans.pretrained.vgg import LPIPS_CHANNELS, VGG16Features
-from lightning_gans.synthesis.generate import generate
-from lightning_gans.synthesis.load import load_generator
+from lightning_gans.synthesis.generate import as_generator, generate
 from lightning_gans.synthesis.project import ProjectSchedule, noise_regularization, project
-from lightning_gans.synthesis.project_cli import main as project_main
-from lightning_gans.synthesis.stylemix import main as stylemix_main
 from lightning_gans.synthesis.video import file_provenance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,7 +51,7 @@ def test_projection_recovers_a_generated_image(ckpt):
     bring the MSE to ~0.05 (100 steps: 0.09, 300: 0.03; W+ is lower still), so < 10% of the
     starting error holds with margin, and a broken schedule/gradient (the error stays near the
     mean image's) fails it by an order of magnitude."""
-    gen = load_generator(ckpt)
+    gen = as_generator(ckpt)
     target = generate(gen, [7])
     start = (generate(gen, [7], truncation_psi=0) - target).square().mean().item()
     res = project(gen, target[0], space="w", schedule=ProjectSchedule(steps=150, w_avg_samples=2000))
@@ -68,7 +67,7 @@ def test_projection_with_lpips_gradient(ckpt):
     # checks the gradient reaches w through LPIPS, not the distance's quality.
     torch.manual_seed(0)
     lp = LPIPS(VGG16Features(), [torch.rand(c) for c in LPIPS_CHANNELS], "torchvision+lpips", "random")
-    gen = load_generator(ckpt)
+    gen = as_generator(ckpt)
     target = generate(gen, [7])
     res = project(gen, target[0], space="w+", lpips=lp, schedule=ProjectSchedule(steps=3, w_avg_samples=500))
     assert res.distance == "lpips" and all(np.isfinite(res.losses))

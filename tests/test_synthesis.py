@@ -8,15 +8,15 @@ import torch
 from helpers.synth_utils import make_checkpoint
 from PIL import Image
 
+from lightning_gans.commands.generate import main as generate_main
+from lightning_gans.commands.interpolate import main as interpolate_main
+from lightning_gans.commands.provenance import main as provenance_main
+from lightning_gans.commands.style_mix import main as stylemix_main
 from lightning_gans.errors import CheckpointError, LGError
+from lightning_gans.model_file import describe
 from lightning_gans.synthesis.common import load_latent, parse_int_list, save_latent, seeds_to_ws
 from lightning_gans.synthesis.generate import generate
-from lightning_gans.synthesis.generate import main as generate_main
 from lightning_gans.synthesis.interpolate import interpolate, slerp
-from lightning_gans.synthesis.interpolate import main as interpolate_main
-from lightning_gans.synthesis.load import load_generator
-from lightning_gans.synthesis.provenance_cli import main as provenance_main
-from lightning_gans.synthesis.stylemix import main as stylemix_main
 from lightning_gans.synthesis.stylemix import style_mix
 from lightning_gans.synthesis.video import file_provenance
 
@@ -30,7 +30,7 @@ def ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gen(ckpt):
-    return load_generator(ckpt)
+    return describe(ckpt).generator()
 
 
 def sha(path):
@@ -50,7 +50,7 @@ def check_provenance(path, ckpt, **expect):
 
 
 def test_load_picks_network(ckpt, gen):
-    G = load_generator(ckpt, "G").G
+    G = describe(ckpt).generator("G").G
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     torch.testing.assert_close(gen.G.mapping.w_avg, state["G_ema.mapping.w_avg"])
     torch.testing.assert_close(G.mapping.w_avg, state["G.mapping.w_avg"])
@@ -189,7 +189,7 @@ def test_provenance_cli(ckpt, tmp_path, capsys):
 
 def test_bad_inputs(ckpt, tmp_path):
     wrong = make_checkpoint(tmp_path / "stargan.ckpt", kind="stargan_v2")
-    with pytest.raises(CheckpointError, match=r"holds a 'stargan_v2' model; .*StyleGAN2"):
+    with pytest.raises(CheckpointError, match=r"holds a 'stargan_v2' model .*this command takes a stylegan2 or"):
         generate_main([str(wrong), "--seeds", "0", "--outdir", str(tmp_path / "o")])
     with pytest.raises(LGError, match=r"'5-1' runs backwards; write it as '1-5'"):
         generate_main([str(ckpt), "--seeds", "5-1", "--outdir", str(tmp_path / "o")])

@@ -6,8 +6,8 @@ import torch
 from helpers.train_utils import RestoreCheck, read_metrics, series, train
 
 from lightning_gans.checkpoint import safe_load
+from lightning_gans.models.latents import seeds_to_z
 from lightning_gans.modules.stylegan2 import StyleGAN2Module
-from lightning_gans.synthesis.latents import seeds_to_z
 
 FAST = ["experiment=demo", "logger=csv", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 

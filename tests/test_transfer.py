@@ -11,11 +11,12 @@ from helpers.synth_utils import make_checkpoint, make_stargan_checkpoint
 from PIL import Image
 
 from lightning_gans.checkpoint import atomic_save, file_sha256
-from lightning_gans.errors import CheckpointError, DataError, LGError
+from lightning_gans.commands.transfer import main
+from lightning_gans.errors import CheckpointError, ConfigError, DataError, LGError
 from lightning_gans.modules.stargan_v2 import StarGANv2Module
 from lightning_gans.synthesis.common import SynthesisError
 from lightning_gans.synthesis.images import read_provenance
-from lightning_gans.synthesis.transfer import load_stargan, main, transfer
+from lightning_gans.synthesis.transfer import as_stargan, transfer
 
 RES = 32
 
@@ -45,7 +46,7 @@ def faces(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_api_reference_and_latent_dependence(ckpt, faces):
     src, ref = faces
-    net = load_stargan(ckpt)
+    net = as_stargan(ckpt)
     out = transfer(net, src, ref, domain=1, latent_seeds=[0, 1])
     assert out["source"].shape == (2, 3, RES, RES)
     assert out["reference_guided"].shape == (3, 2, 3, RES, RES)
@@ -58,9 +59,9 @@ def test_api_reference_and_latent_dependence(ckpt, faces):
     assert torch.equal(again["reference_guided"], rg) and torch.equal(again["latent_guided"], lg)
     other = transfer(net, src, ref, domain=0, latent_seeds=[0])
     assert not torch.allclose(other["latent_guided"][0], lg[0])  # domain matters
-    with pytest.raises(SynthesisError, match="out of range"):
+    with pytest.raises(ConfigError, match="out of range"):
         transfer(net, src, ref, domain=2)
-    with pytest.raises(SynthesisError, match="not a domain"):
+    with pytest.raises(ConfigError, match="not a domain"):
         transfer(net, src, ref, domain="cat")
 
 
@@ -82,15 +83,15 @@ def test_cli_writes_pngs_with_provenance_and_grid(ckpt, faces, tmp_path):
         assert g.size == ((1 + 2) * RES, (1 + 3) * RES)  # (1+R) rows x (1+S) cols
     single = tmp_path / "single"
     assert main([str(ckpt), "--source", str(src / "s0.png"), "--reference", str(ref / "r2.jpg"),
-                 "--domain", "0", "--outdir", str(single), "--network", "trained"]) == 0
+                 "--domain", "0", "--outdir", str(single), "--network", "G"]) == 0
     assert [p.name for p in single.glob("*.png")] == ["ref_s0__r2.png"]
-    assert read_provenance(single / "ref_s0__r2.png")["network"] == "trained"
+    assert read_provenance(single / "ref_s0__r2.png")["network"] == "G"
 
 
 def test_errors(ckpt, faces, tmp_path):
     src, ref = faces
     sg2 = make_checkpoint(tmp_path / "sg2.ckpt")
-    with pytest.raises(CheckpointError, match="StarGAN v2 checkpoint"):
+    with pytest.raises(CheckpointError, match="holds a .stylegan2. model .*this command takes a stargan_v2 model"):
         main([str(sg2), "--source", str(src), "--reference", str(ref), "--domain", "0",
               "--outdir", str(tmp_path / "o")])
     bad = tmp_path / "bad.jpg"
@@ -98,7 +99,7 @@ def test_errors(ckpt, faces, tmp_path):
     with pytest.raises(DataError, match="not a readable image"):
         main([str(ckpt), "--source", str(bad), "--reference", str(ref), "--domain", "0",
               "--outdir", str(tmp_path / "o")])
-    with pytest.raises(SynthesisError, match="out of range"):
+    with pytest.raises(ConfigError, match="out of range"):
         main([str(ckpt), "--source", str(src), "--latent-seeds", "0", "--domain", "5",
               "--outdir", str(tmp_path / "o")])
     with pytest.raises(LGError, match="nothing to do"):
@@ -109,6 +110,6 @@ def test_errors(ckpt, faces, tmp_path):
     hpf = atomic_save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams),
                        "model_config": m.model_config()}, tmp_path / "hpf.ckpt")
     with pytest.raises(CheckpointError, match="FAN"):
-        load_stargan(hpf)
+        as_stargan(hpf)
     for err in (CheckpointError, DataError, SynthesisError):
         assert issubclass(err, LGError)

@@ -12,9 +12,9 @@ import pytest
 from helpers.synth_utils import make_checkpoint
 from PIL import Image
 
+from lightning_gans.commands.interpolate import main as interpolate_main
+from lightning_gans.commands.provenance import main as provenance_main
 from lightning_gans.synthesis.common import SynthesisError
-from lightning_gans.synthesis.interpolate import main as interpolate_main
-from lightning_gans.synthesis.provenance_cli import main as provenance_main
 from lightning_gans.synthesis.video import file_provenance, have_ffmpeg, mp4_comment, write_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,8 +8,8 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from ..models.latents import seeds_to_z
 from ..synthesis.images import make_grid, provenance, save_png
-from ..synthesis.latents import seeds_to_z
 
 
 def log_grid(trainer: pl.Trainer, key: str, grid, step: int) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from ..models.latents import seeds_to_z
 from ..synthesis.images import make_grid, provenance, save_png
-from ..synthesis.latents import seeds_to_z
 from .samples import GridSchedule, log_grid
 
 

@@ -7,13 +7,11 @@ Every dataset of the project (folder ingestion, face preparation, demo data) goe
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import os
 import re
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -324,32 +322,3 @@ def shards_from_folder(
         raise DataError(f"none of the {len(files)} image files in {folder} could be read "
                         f"(first: {skipped[0] if skipped else 'none'})")
     return {**manifest, "skipped": skipped}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`lightning-gans shards FOLDER OUT [--resolution R] [--labels-from-subfolders] ...`."""
-    p = argparse.ArgumentParser(prog="lightning-gans shards",
-                                description="Write a folder of images into webdataset shards.")
-    p.add_argument("folder", help="folder of images (searched recursively), a .zip or a .tar")
-    p.add_argument("out", help="output folder for {shard-000000.tar, ...} and manifest.json")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="centre-crop to square and Lanczos-resize to R x R")
-    p.add_argument("--labels-from-subfolders", action="store_true",
-                   help="each first-level subfolder is a class/domain")
-    p.add_argument("--maxcount", type=int, default=1000, help="images per shard")
-    p.add_argument("--ext", choices=sorted(IMAGE_EXTS), default="png", help="stored encoding")
-    a = p.parse_args(argv)
-    for flag, value in (("--resolution", a.resolution), ("--maxcount", a.maxcount)):
-        if value is not None and value < 1:  # issue 19: not blamed on every image
-            raise DataError(f"{flag} {value} is not valid: give an integer >= 1")
-    m = shards_from_folder(a.folder, a.out, a.resolution, a.labels_from_subfolders,
-                           a.maxcount, a.ext)
-    for line in m["skipped"][:20]:
-        print(f"skipped {line}", file=sys.stderr)
-    if len(m["skipped"]) > 20:
-        print(f"... and {len(m['skipped']) - 20} more skipped", file=sys.stderr)
-    res = f"{m['resolution']} px" if m["resolution"] else "mixed sizes (pass --resolution)"
-    labels = ", ".join(f"{k}={v}" for k, v in (m["label_counts"] or {}).items())
-    print(f"wrote {m['count']} images to {a.out} in {len(m['shards'])} shards, {res}, "
-          f"{len(m['skipped'])} skipped" + (f", labels: {labels}" if labels else ""))
-    return 0

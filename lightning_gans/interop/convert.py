@@ -1,5 +1,5 @@
 """Official StyleGAN / StyleGAN2 (TF and PyTorch) / rosinality / StarGAN v2 checkpoints to ours and back
-(`lightning-gans convert`).
+(what `lightning-gans convert` runs; model_file.describe reads official files through here).
 
 Formats, found from the file itself:
   tf-stylegan        official TF StyleGAN (v1) pickles, e.g. karras2019stylegan-ffhq-1024x1024.pkl (interop.tf_pickle)
@@ -26,7 +26,6 @@ from torch import nn
 
 from ..checkpoint import atomic_save, file_sha256, load_weights
 from ..errors import CheckpointError
-from ..progress import bar
 from . import rosinality as rosi
 from . import sg2ada, tf_stylegan, tf_stylegan2
 from . import stargan_v2 as sgv2
@@ -105,9 +104,15 @@ def read(path: str | os.PathLike) -> tuple[str, str, Any]:
         if _is_sg2ada_d(sd):
             return "sg2ada-state-dict", "stylegan2", {"D": sd}
         raise CheckpointError(f"{path} holds no StyleGAN2-ADA state dict (no synthesis.b4.const / b4.conv.weight)")
-    obj = _torch_load(path)
+    return classify(path, _torch_load(path))
+
+
+def classify(path: str | os.PathLike, obj: Any) -> tuple[str, str, Any]:
+    """(format, kind, payload) of a torch file's loaded contents: ours or an official format.
+    Anything else is the one "no model_config, no official format" line."""
+    path = Path(path)
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a checkpoint dict")
     if "state_dict" in obj and "model_config" in obj:
         return "lightning_gans", obj["model_config"].get("kind", "?"), obj
     if rosi.is_generator(obj.get("g_ema")) or rosi.is_generator(obj.get("g")):
@@ -119,8 +124,10 @@ def read(path: str | os.PathLike) -> tuple[str, str, Any]:
     if any(_is_sg2ada_g(obj.get(n)) for n in ("G", "G_ema")):
         sds = {n: obj[n] for n in ("G", "G_ema", "D") if isinstance(obj.get(n), dict)}
         return "sg2ada-state-dict", "stylegan2", sds
-    raise CheckpointError(f"{path}: not a checkpoint format this project knows (keys {sorted(obj)[:6]}); expected "
-                          "a StyleGAN2-ADA pickle/state dict, a rosinality .pt, a StarGAN v2 .ckpt or ours")
+    raise CheckpointError(f"checkpoint {path} has no model_config and is no official format this project "
+                          f"reads (keys {sorted(map(str, obj))[:6]}): expected one written by `lightning-gans "
+                          "train`, a StyleGAN2-ADA pickle/state dict, a rosinality .pt, a StarGAN v2 .ckpt or a TF "
+                          "StyleGAN pickle")
 
 
 def _check_request(path: Path, fmt: str, kind: str, what: str, kind_wanted: str | None) -> None:
@@ -155,9 +162,8 @@ def _sg2ada(path: Path, fmt: str, payload: dict, conv_clamp: float | None = 256,
         d_sd = payload.get("D")
         if not g_sds:
             raise CheckpointError(f"{path} holds only a discriminator; a generator (G or G_ema) is needed")
-        hp = sg2ada.hparams_from_state_dicts(next(iter(g_sds.values())), d_sd, conv_clamp, mbstd_group_size)
-        notes.append(f"conv_clamp={hp['conv_clamp']} and mbstd_group_size={hp['mbstd_group_size']} are not "
-                     "stored in state dicts; official defaults used")
+        hp, note = sg2ada.hparams_of_state_dicts(path, next(iter(g_sds.values())), d_sd, conv_clamp, mbstd_group_size)
+        notes.append(note)
     hp["name"] = "sg2ada-import"
     contents = [n for n in ("G", "D", "G_ema") if n in g_sds or (n == "D" and d_sd is not None)]
     return Imported(fmt, "stylegan2", str(path), {}, hp, notes, contents), g_sds, d_sd
@@ -165,16 +171,17 @@ def _sg2ada(path: Path, fmt: str, payload: dict, conv_clamp: float | None = 256,
 
 def load_official(path: str | os.PathLike, kind: str | None = None, resolution: int | None = None,
                   mean_latent: torch.Tensor | None = None, conv_clamp: float | None = 256,
-                  mbstd_group_size: int = 4) -> Imported:
+                  mbstd_group_size: int = 4, contents: tuple[str, str, Any] | None = None) -> Imported:
     """Read an official checkpoint into our networks, checking it is the `kind`/`resolution` asked for.
 
     Networks are named as the training modules name them: StyleGAN2 G, G_ema, D (a missing D is
     freshly initialized, a missing G copies G_ema); StarGAN v2 G, F, E, D, G_ema, F_ema, E_ema.
     mean_latent (rosinality only) becomes w_avg; otherwise latent_avg or a seeded 4096-z mean.
-    conv_clamp and mbstd_group_size apply to bare sg2ada state dicts only (pickles record them).
+    conv_clamp and mbstd_group_size apply to bare sg2ada state dicts without export_official's kwargs JSON.
+    contents: what read(path) returned, when the caller has read the file already.
     """
     path = Path(path)
-    fmt, kind_found, payload = read(path)
+    fmt, kind_found, payload = read(path) if contents is None else contents
     _check_request(path, fmt, kind_found, f"a {kind_found} checkpoint", kind)
     if fmt == "lightning_gans":
         raise CheckpointError(f"{path} is already a lightning_gans checkpoint; nothing to convert")
@@ -292,19 +299,6 @@ def to_checkpoint(imp: Imported) -> dict:
                                "notes": list(imp.notes)}}
 
 
-def load_any(path: str | os.PathLike, kind: str | None = None, resolution: int | None = None) -> dict:
-    """Our checkpoint dict from ours or any official format (what `init_from=` needs)."""
-    fmt, kind_found, payload = read(path)
-    if fmt != "lightning_gans":
-        return to_checkpoint(load_official(path, kind=kind, resolution=resolution))
-    _check_request(Path(path), fmt, kind_found, f"a lightning_gans {kind_found} checkpoint", kind)
-    res = payload.get("hyper_parameters", {}).get("resolution")
-    if resolution is not None and res != resolution:
-        raise CheckpointError(f"{path} is a lightning_gans {kind_found} checkpoint at {res} px; "
-                              f"asked for resolution {resolution}")
-    return payload
-
-
 def _sub(sd: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
@@ -312,7 +306,8 @@ def _sub(sd: dict, prefix: str) -> dict:
 def export_official(ckpt: dict, out: str | os.PathLike, flavor: str = "sg2ada") -> list[Path]:
     """Write our checkpoint's networks under official names; returns the files written.
 
-    stylegan2 + sg2ada: OUT.pt = {'G','D','G_ema'} state dicts, or a folder of G/D/G_ema.npz.
+    stylegan2 + sg2ada: OUT.pt = {'G','D','G_ema'} state dicts, or a folder of G/D/G_ema.npz; the init
+    kwargs an official pickle holds (num_fp16_res, conv_clamp, ...) go to OUT.kwargs.json / OUT/kwargs.json.
     stylegan2 + rosinality: OUT.pt = {'g','d','g_ema','latent_avg'}. stargan_v2: a folder with
     000000_nets.ckpt / 000000_nets_ema.ckpt as CheckpointIO writes them.
     """
@@ -338,13 +333,13 @@ def export_official(ckpt: dict, out: str | os.PathLike, flavor: str = "sg2ada") 
     mods = {n: _Holder(v) for n, v in nets.items()}
     sds = sg2ada.export_state_dicts(mods)
     if out.suffix in (".pt", ".pth"):
-        return [atomic_save(sds, out)]
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for n, s in sds.items():
-        np.savez_compressed(out / f"{n}.npz", **{k: v.numpy() for k, v in s.items()})
-        written.append(out / f"{n}.npz")
-    return written
+        written = [atomic_save(sds, out)]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for n, s in sds.items():
+            np.savez_compressed(out / f"{n}.npz", **{k: v.numpy() for k, v in s.items()})
+        written = [out / f"{n}.npz" for n in sds]
+    return [*written, sg2ada.write_kwargs_json(hp, sg2ada.kwargs_json_path(out))]
 
 
 class _Holder:
@@ -355,35 +350,3 @@ class _Holder:
 
     def state_dict(self) -> dict:
         return self._sd
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`lightning-gans convert SRC OUT [--to official-state-dict] [--kind ...] [--resolution R]`."""
-    ap = argparse.ArgumentParser(prog="lightning-gans convert", description=__doc__.splitlines()[0])
-    ap.add_argument("src", help="official checkpoint (or ours, with --to official-state-dict)")
-    ap.add_argument("out", help="output: our checkpoint (.ckpt), or the official file/folder")
-    ap.add_argument("--to", choices=("ours", "official-state-dict"), default="ours")
-    ap.add_argument("--kind", choices=KINDS, help="refuse unless SRC is this kind of model")
-    ap.add_argument("--resolution", type=int, help="refuse unless SRC has this resolution")
-    ap.add_argument("--flavor", choices=("sg2ada", "rosinality"), default="sg2ada",
-                    help="naming of the exported StyleGAN2 state dicts")
-    args = ap.parse_args(argv)
-    from ..errors import refuse_overwrite  # issue 19: never write over the input
-
-    refuse_overwrite(args.out, [("SRC", args.src)], "OUT")
-    if args.to == "ours":
-        with bar(2, f"convert {Path(args.src).name}", unit="step") as progress:
-            progress.set_postfix_str("reading", refresh=True)
-            imp = load_official(args.src, kind=args.kind, resolution=args.resolution)
-            progress.update(1)
-            progress.set_postfix_str("writing", refresh=True)
-            path = atomic_save(to_checkpoint(imp), args.out)
-            progress.update(1)
-        print(f"converted {imp.describe()} -> {path}")
-        for note in imp.notes:
-            print(f"  note: {note}")
-        return 0
-    ckpt = load_any(args.src, kind=args.kind, resolution=args.resolution)
-    for p in export_official(ckpt, args.out, args.flavor):
-        print(f"wrote {p}")
-    return 0

@@ -8,11 +8,14 @@ so the result can be trained further (`init_from=`).
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from .. import __version__
 from ..errors import CheckpointError
 from ..models.stylegan2 import Discriminator, Generator
 from .safe_pickle import PersistentRecord
@@ -256,3 +259,53 @@ def export_state_dicts(nets: dict[str, torch.nn.Module]) -> dict[str, dict[str, 
         d_sd[k] = v.detach().cpu().clone()
     out["D"] = d_sd
     return out
+
+
+# An exported state dict keeps what the official pickle holds in its classes' init kwargs
+# (num_fp16_res, conv_clamp, mbstd, mapping settings) in a JSON beside it, in the pickle's own
+# record form: {"G"|"D"|"G_ema": {"class_name", "init_args", "init_kwargs"}}.
+_CLASSES = {"G": "training.networks.Generator", "G_ema": "training.networks.Generator",
+            "D": "training.networks.Discriminator"}
+
+
+def kwargs_json_path(path: Path) -> Path:
+    """Where the init kwargs of an official state dict live: DIR/kwargs.json for a folder of
+    G/D/G_ema.npz (as the parity fixtures), NAME.kwargs.json beside a NAME.pt / NAME.npz file."""
+    return path / "kwargs.json" if path.is_dir() else path.with_suffix(".kwargs.json")
+
+
+def write_kwargs_json(hp: dict, path: Path) -> Path:
+    """Record official_kwargs(hp) for G, D and G_ema at `path`."""
+    kw = official_kwargs(hp)
+    rec = {n: {"class_name": c, "init_args": [], "init_kwargs": kw[n[0]]} for n, c in _CLASSES.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"written_by": f"lightning_gans {__version__}", **rec}, indent=1) + "\n")
+    return path
+
+
+def read_kwargs_json(path: Path) -> tuple[dict, dict | None]:
+    """(G init kwargs (G_ema's, else G's), D init kwargs or None) of a kwargs JSON."""
+    try:
+        obj = json.loads(path.read_text())
+        recs = {n: obj[n]["init_kwargs"] for n in _CLASSES if isinstance(obj.get(n), dict)}
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: not a readable init-kwargs record ({type(e).__name__}: {e})") from None
+    g = recs.get("G_ema", recs.get("G"))
+    if not isinstance(g, dict) or not isinstance(recs.get("D", {}), dict):
+        raise CheckpointError(f"{path}: no G / G_ema init_kwargs object; delete the file to use the defaults")
+    return g, recs.get("D")
+
+
+def hparams_of_state_dicts(path: Path, G_sd: dict, D_sd: dict | None, conv_clamp: float | None = 256,
+                           mbstd_group_size: int = 4) -> tuple[dict, str]:
+    """(hyper-parameters, a note saying where they came from) of a bare state dict at `path`: its
+    kwargs JSON when there is one (the record export_official writes), else hparams_from_state_dicts
+    with the official training defaults for what tensors do not store."""
+    kw_json = kwargs_json_path(path)
+    if kw_json.is_file():
+        hp = hparams_from_official(*read_kwargs_json(kw_json))
+        return hp, (f"num_fp16_res={hp['num_fp16_res']}, conv_clamp={hp['conv_clamp']} and "
+                    f"mbstd_group_size={hp['mbstd_group_size']} read from {kw_json.name}")
+    hp = hparams_from_state_dicts(G_sd, D_sd, conv_clamp, mbstd_group_size)
+    return hp, (f"conv_clamp={hp['conv_clamp']} and mbstd_group_size={hp['mbstd_group_size']} are not "
+                "stored in state dicts; official defaults used")

@@ -34,8 +34,8 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ConfigError
+from ..models.latents import seeds_to_z
 from ..progress import bar
-from ..synthesis.latents import seeds_to_z
 from .dataset_stats import compute_feature_stats, list_source
 from .fid import fid_from_stats
 from .inception import quantize_images

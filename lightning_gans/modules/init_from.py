@@ -27,16 +27,14 @@ def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str
     The architecture must match: a key whose shape differs (another resolution, width or
     label count) is an error naming it and both shapes.
     """
-    from ..interop.convert import load_any  # reads ours and every official format, safely
+    from ..model_file import describe  # ours and every official format, safely; cached per process
 
     kind = getattr(module, "kind", None)
     resolution = module.hparams.get("resolution") if hasattr(module, "hparams") else None
-    ckpt = load_any(path, kind=kind, resolution=resolution)
+    # another kind or resolution is describe's one line: "init_from=PATH holds a ... model"
+    ckpt = describe(path, kind=kind, resolution=resolution, what="init_from=").ckpt
     source = ckpt.get("state_dict", {})
     target = module.state_dict()
-    config = ckpt.get("model_config") or {}
-    if config.get("kind") not in (None, kind):
-        raise CheckpointError(f"init_from={path} holds a {config.get('kind')} model; this run trains a {kind}")
     for key, value in source.items():
         if key in target and tuple(value.shape) != tuple(target[key].shape):
             raise CheckpointError(

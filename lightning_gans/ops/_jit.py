@@ -69,8 +69,8 @@ CPU_ISAS = ("avx512", "avx2", "generic")
 # Extra flags after -march=native per target below the CPU's own ISA (an AVX2 build on an
 # AVX-512 CPU: what an AVX2-only machine such as an AMD EPYC Zen 2/3 compiles to).
 _ISA_LIMIT = {"avx2": ("-mno-avx512f",), "generic": ("-mno-avx512f", "-mno-avx2", "-mno-fma")}
-_CUDA = dict(sources=("bind_cuda.cpp", "upfirdn2d.cu", "bias_act.cu"), headers=("cuda_types.cuh",),
-             cflags=("-O3",),
+_CUDA = dict(sources=("bind_cuda.cpp", "upfirdn2d.cu", "upfirdn2d_tiled.cu", "bias_act.cu"),
+             headers=("cuda_types.cuh",), cflags=("-O3",),
              cuda_cflags=("-O3", "-lineinfo"))
 LOCK_TIMEOUT_S = 900.0  # default of LG_LOCK_TIMEOUT: longest wait for another process's build
 _LIB_EXT = ".pyd" if os.name == "nt" else ".so"

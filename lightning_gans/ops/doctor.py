@@ -1,9 +1,8 @@
-"""`lightning-gans doctor [--build]`: versions, toolchain, kernel cache, and which implementation
-(compiled or reference) each op uses on each device; `--build` builds the kernels now."""
+"""What `lightning-gans doctor` reports: versions, toolchain, kernel cache, and which implementation
+(compiled or reference) each op uses on each device; it can build the kernels first."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -60,8 +59,21 @@ def toolchain() -> list[tuple[str, str]]:
          f"unset (GPUs seen: {_jit.cuda_arch_list() or 'none'})"),
         ("CPU ISA", cpu_isa()),
         ("LG_OPS", os.environ.get("LG_OPS") or "unset (auto)"),
+        ("LG_UPFIRDN2D", upfirdn2d_cuda_kernel()),
         ("kernel cache", f"{_jit.cache_root()} (LG_EXTENSIONS_DIR, else LG_CACHE_DIR/ext)"),
     ]
+
+
+def upfirdn2d_cuda_kernel() -> str:
+    """Which CUDA upfirdn2d kernel is selected (LG_UPFIRDN2D=direct|tiled), or why none is."""
+    from .upfirdn2d import cuda_kernel
+
+    env = os.environ.get("LG_UPFIRDN2D")
+    try:
+        kernel = cuda_kernel()
+    except ValueError as e:
+        return f"invalid: {e}"
+    return f"{kernel} CUDA kernel" + (f" (LG_UPFIRDN2D={env})" if env else " (unset; tiled is opt-in)")
 
 
 def cpu_isa() -> str:
@@ -127,18 +139,13 @@ def build(device_type: str) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the report; with --build, build the kernels first. Returns 1 if a build failed."""
-    ap = argparse.ArgumentParser(prog="lightning-gans doctor", description=__doc__)
-    ap.add_argument("--build", action="store_true",
-                    help="build the compiled kernels now (CUDA too when nvcc and a GPU or "
-                         "TORCH_CUDA_ARCH_LIST are present)")
-    args = ap.parse_args(argv)
+def report(build_first: bool = False) -> int:
+    """Print the report; with build_first, build the kernels first. Returns 1 if a build failed."""
     width = max(len(k) for k, _ in toolchain())
     for key, value in toolchain():
         print(f"{key:<{width}}  {value}")
     ok = True
-    if args.build:
+    if build_first:
         print("building kernels:")
         ok = build("cpu")
         cuda_target = torch.cuda.is_available() or os.environ.get("TORCH_CUDA_ARCH_LIST")
@@ -153,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         if impl == "compiled":
             detail = f"{detail}; {dtypes} (others use the reference)"
         for op in OPS:
-            print(f"{device_type:<8}{op:<11}{impl:<16}{detail}")
+            extra = ""
+            if device_type == "cuda" and op == "upfirdn2d" and impl == "compiled":
+                extra = f"; {upfirdn2d_cuda_kernel()}"
+            print(f"{device_type:<8}{op:<11}{impl:<16}{detail}{extra}")
     return 0 if ok else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,7 @@ PyTorch, so autograd gives gradients of any order (R1 and path length need the s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,18 @@ import torch.nn.functional as F
 from . import _jit
 
 IntOrPair = int | Sequence[int]
+# The CUDA kernels: 'direct' (one thread per output, taps read from global memory; the default)
+# and 'tiled' (shared-memory tiles, csrc/upfirdn2d_tiled.cu; opt-in until a GPU run of
+# bench/gpu_check.sh shows it faster). Calls the tiled kernel has no instance for run 'direct'.
+CUDA_KERNELS = ("direct", "tiled")
+
+
+def cuda_kernel(kernel: str | None = None) -> str:
+    """The CUDA kernel choice: `kernel` if given, else $LG_UPFIRDN2D, else 'direct'."""
+    choice = (kernel if kernel is not None else os.environ.get("LG_UPFIRDN2D") or "direct").strip().lower()
+    if choice not in CUDA_KERNELS:
+        raise ValueError(f"LG_UPFIRDN2D / kernel must be one of {CUDA_KERNELS}, got {choice!r}")
+    return choice
 
 
 def parse_scaling(scaling: IntOrPair) -> tuple[int, int]:
@@ -94,6 +107,7 @@ def upfirdn2d(
     flip_filter: bool = False,
     gain: float = 1,
     impl: str | None = None,
+    kernel: str | None = None,
 ) -> torch.Tensor:
     """Upsample, pad, filter and downsample a batch of images.
 
@@ -101,7 +115,8 @@ def upfirdn2d(
     up/down: int or [x, y]; padding: int, [px, py] or [px0, px1, py0, py1] (negative crops).
     flip_filter=False means true convolution (the filter is flipped before correlating).
     Output: [N, C, (H*up_y + py0 + py1 - fh) // down_y + 1, likewise for W].
-    `impl` ("ref" or "compiled"; default from LG_OPS) picks the implementation.
+    `impl` ("ref" or "compiled"; default from LG_OPS) picks the implementation; `kernel`
+    ("direct" or "tiled"; default from LG_UPFIRDN2D) the compiled CUDA kernel.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"upfirdn2d expects x of shape [N, C, H, W], got {getattr(x, 'shape', x)}")
@@ -109,7 +124,7 @@ def upfirdn2d(
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     module = _jit.select(impl, x.device, _unsupported(x, f))
     if module is not None:
-        return _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain)
+        return _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain, kernel)
     return _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
 
 
@@ -128,7 +143,7 @@ def _unsupported(x: torch.Tensor, f: torch.Tensor) -> str | None:
     return None
 
 
-def _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain):
+def _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain, kernel=None):
     """Compiled path: argument checks as in the reference, then the autograd Function."""
     upx, upy = parse_scaling(up)
     downx, downy = parse_scaling(down)
@@ -139,11 +154,20 @@ def _upfirdn2d_compiled(module, x, f, up, down, padding, flip_filter, gain):
         raise ValueError(
             f"upfirdn2d: padded input {(ph, pw)} is smaller than the filter {(fh, fw)}"
         )
+    run = module.upfirdn2d
     if x.device.type == "cuda":  # the CUDA kernel reads taps in its accumulation type
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         f = f.to(device=x.device, dtype=acc)
+        if cuda_kernel(kernel) == "tiled":
+            run = _tiled(module)
     geom = (upx, upy, downx, downy, px0, px1, py0, py1)
-    return _Upfirdn2dFn.apply(x, f, geom, bool(flip_filter), float(gain), module)
+    return _Upfirdn2dFn.apply(x, f, geom, bool(flip_filter), float(gain), run)
+
+
+def _tiled(module):
+    """The tiled kernel, falling back to the direct one for calls it has no instance for
+    (its backward passes, e.g. up 2 -> down 2, go through the same choice)."""
+    return lambda *args: module.upfirdn2d_tiled(*args, False)
 
 
 class _Upfirdn2dFn(torch.autograd.Function):
@@ -151,10 +175,10 @@ class _Upfirdn2dFn(torch.autograd.Function):
     any order come from the same kernel."""
 
     @staticmethod
-    def forward(ctx, x, f, geom, flip_filter, gain, module):
-        y = module.upfirdn2d(x, f, *geom, flip_filter, gain)
+    def forward(ctx, x, f, geom, flip_filter, gain, run):
+        y = run(x, f, *geom, flip_filter, gain)
         ctx.save_for_backward(f)
-        ctx.geom, ctx.flip_filter, ctx.gain, ctx.module = geom, flip_filter, gain, module
+        ctx.geom, ctx.flip_filter, ctx.gain, ctx.run = geom, flip_filter, gain, run
         ctx.in_hw = (x.shape[2], x.shape[3])
         return y
 
@@ -170,7 +194,7 @@ class _Upfirdn2dFn(torch.autograd.Function):
         geom = (downx, downy, upx, upy,
                 fw - px0 - 1, W * upx - Wo * downx + px0 - upx + 1,
                 fh - py0 - 1, H * upy - Ho * downy + py0 - upy + 1)
-        dx = _Upfirdn2dFn.apply(dy, f, geom, not ctx.flip_filter, ctx.gain, ctx.module)
+        dx = _Upfirdn2dFn.apply(dy, f, geom, not ctx.flip_filter, ctx.gain, ctx.run)
         return dx, None, None, None, None, None
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..errors import DataError, LGError
+from ..models.latents import seeds_to_z
 from ..models.stylegan2 import Generator
 from . import content_credentials
-from .latents import seeds_to_z
 
 NOISE_MODES = ("const", "random", "none")
 

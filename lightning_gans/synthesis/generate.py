@@ -1,8 +1,7 @@
-"""`lightning-gans generate`: images of seeds (or of a projected latent file), per seed and as a grid."""
+"""Images of seeds (or of a projected latent file), per seed and as a grid: `lightning-gans generate`."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -10,25 +9,27 @@ import numpy as np
 import torch
 
 from ..errors import refuse_overwrite
+from ..model_file import LoadedGenerator, ModelFile, describe
 from .common import (
     SynthesisError,
-    add_common_args,
     load_latent,
-    parse_args,
-    parse_int_list,
     prepare_outdir,
     run_synthesis,
     seeds_to_ws,
 )
 from .images import make_grid, provenance, save_png, to_uint8
-from .load import LoadedGenerator, load_generator
 from .video import write_sidecar
 
+GENERATOR_KINDS = ("stylegan2", "stylegan")
 
-def as_generator(model: LoadedGenerator | str | os.PathLike, network: str = "G_ema",
+
+def as_generator(model: LoadedGenerator | ModelFile | str | os.PathLike, network: str = "G_ema",
                  device: torch.device | str = "cpu") -> LoadedGenerator:
-    """A LoadedGenerator as is, or the one a checkpoint path holds."""
-    return model if isinstance(model, LoadedGenerator) else load_generator(model, network, device)
+    """A LoadedGenerator as is, or the one a (described) checkpoint holds (StyleGAN2 or StyleGAN)."""
+    if isinstance(model, LoadedGenerator):
+        return model
+    mf = model if isinstance(model, ModelFile) else describe(model, GENERATOR_KINDS)
+    return mf.generator(network, device)
 
 
 def generate(
@@ -62,45 +63,48 @@ def generate(
     return imgs
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-gans generate", description=__doc__)
-    add_common_args(p)
-    p.add_argument("--seeds", default=None, help="seeds, e.g. 0-63 or 1,5,9 (z as the official scripts)")
-    p.add_argument("--latent", default=None, help=".npz latent file from `project` (instead of --seeds)")
-    p.add_argument("--grid", action="store_true", help="also write all images as one grid.png")
-    p.add_argument("--grid-cols", type=int, default=None, help="grid columns (default ~sqrt(N))")
-    p.add_argument("--no-singles", action="store_true", help="skip the per-seed PNGs (with --grid)")
-    p.add_argument("--raw", default=None, help="also save the float32 NCHW output, unclamped, to FILE.npy")
-    a = parse_args(p, argv)
-    seeds = parse_int_list(a.seeds) if a.seeds is not None else None
-    if a.no_singles and not a.grid:
-        raise SynthesisError("--no-singles without --grid would write no images; add --grid")
-    outdir = prepare_outdir(a.outdir)
-    gen = load_generator(a.ckpt, a.network, a.device)
-    imgs = generate(gen, seeds, latent=a.latent, truncation_psi=a.truncation,
-                    truncation_cutoff=a.truncation_cutoff, class_idx=a.class_idx, noise_mode=a.noise,
-                    batch=a.batch)
-    common = dict(command="generate", **gen.provenance(), noise_mode=a.noise, class_idx=a.class_idx)
-    if a.latent is None:
-        common.update(truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff)
+def write_generated(
+    gen: LoadedGenerator,
+    imgs: torch.Tensor,
+    outdir: str | os.PathLike,
+    seeds: list[int] | None = None,
+    *,
+    latent: str | os.PathLike | None = None,
+    singles: bool = True,
+    grid: bool = False,
+    grid_cols: int | None = None,
+    raw: str | os.PathLike | None = None,
+    seed_spec: str | None = None,
+    **settings,
+) -> list[Path]:
+    """Write generate's outputs with provenance: a PNG per seed (or latent row), grid.png, and the
+    float32 NCHW output as RAW.npy with a sidecar. `settings`: how imgs were made (truncation_psi,
+    truncation_cutoff, noise_mode, class_idx), recorded in every file; seed_spec: the seeds as the
+    user wrote them ("0-63")."""
+    outdir = prepare_outdir(outdir)
+    common = dict(command="generate", **gen.provenance(), noise_mode=settings.get("noise_mode"),
+                  class_idx=settings.get("class_idx"))
+    if latent is None:
+        common.update(truncation_psi=settings.get("truncation_psi"),
+                      truncation_cutoff=settings.get("truncation_cutoff"))
     else:
-        common.update(latent_file=Path(a.latent).name, truncation_psi="n/a (latent given as w)")
+        common.update(latent_file=Path(latent).name, truncation_psi="n/a (latent given as w)")
+    seed_text = seed_spec or (",".join(map(str, seeds)) if seeds is not None else None)
     names = ([f"seed{s:04d}" for s in seeds] if seeds is not None
              else [f"latent{i:04d}" for i in range(imgs.shape[0])])
     written = []
-    if not a.no_singles:
+    if singles:
         for name, arr, i in zip(names, to_uint8(imgs), range(len(names))):
             src = {"seed": seeds[i]} if seeds is not None else {"latent_index": i}
             written.append(save_png(arr, outdir / f"{name}.png", provenance(**common, **src)))
-    if a.grid:
-        src = {"seeds": a.seeds} if seeds is not None else {}
-        written.append(save_png(make_grid(imgs, a.grid_cols), outdir / "grid.png", provenance(**common, **src)))
-    if a.raw:
-        raw = Path(a.raw) if a.raw.endswith(".npy") else Path(a.raw + ".npy")  # np.save would add it
-        refuse_overwrite(raw, [("checkpoint", a.ckpt), ("--latent", a.latent)], "--raw")
+    if grid:
+        src = {"seeds": seed_text} if seeds is not None else {}
+        written.append(save_png(make_grid(imgs, grid_cols), outdir / "grid.png", provenance(**common, **src)))
+    if raw:
+        raw = Path(raw) if str(raw).endswith(".npy") else Path(f"{raw}.npy")  # np.save would add it
+        refuse_overwrite(raw, [("checkpoint", gen.path), ("--latent", latent)], "--raw")
         raw.parent.mkdir(parents=True, exist_ok=True)
         np.save(raw, imgs.numpy().astype(np.float32))
-        write_sidecar(raw, provenance(**common, seeds=a.seeds))
+        write_sidecar(raw, provenance(**common, seeds=seed_text))
         written.append(raw)
-    print(f"wrote {len(written)} files to {outdir}" + (f" and {raw}" if a.raw else ""))
-    return 0
+    return written

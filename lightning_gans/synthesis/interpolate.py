@@ -1,4 +1,4 @@
-"""`lightning-gans interpolate`: a walk through keyframe seeds (or latents), as PNG frames and a video.
+"""A walk through keyframe seeds (or latents), as PNG frames and a video (`lightning-gans interpolate`).
 
 `--space z` walks great circles between the seeds' z (spherical interpolation keeps |z| near
 sqrt(z_dim), where the mapping network was trained) and maps every frame; `--space w` walks
@@ -12,32 +12,26 @@ or the mapping-network codes of --seeds, in --domain y.
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import safe_load
-from ..errors import CheckpointError
+from ..model_file import LoadedGenerator
+from ..models.latents import seeds_to_z
 from .common import (
     SynthesisError,
-    add_common_args,
     check_seeds,
     class_label,
     load_latent,
-    parse_args,
-    parse_int_list,
     prepare_outdir,
     run_synthesis,
     seeds_to_ws,
 )
 from .generate import as_generator
 from .images import to_uint8
-from .latents import seeds_to_z
-from .load import LoadedGenerator, load_generator
 from .paths import lerp_keyframes, path_fractions
-from .video import FORMATS, check_format, write_walk
+from .video import check_format, write_walk
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -102,82 +96,40 @@ def interpolate(
     return run_synthesis(gen.G, ws, noise_mode, batch), ws
 
 
-# Flags of one model family only: given (not at their default) with the other family's checkpoint,
-# they are an error rather than silently ignored.
-STYLEGAN_ONLY = {"truncation": "--truncation", "truncation_cutoff": "--truncation-cutoff", "class_idx": "--class",
-                 "noise": "--noise", "latent": "--latent", "space": "--space"}
-STARGAN_ONLY = {"source": "--source", "references": "--references", "domain": "--domain",
-                "fan_weights": "--fan-weights"}
-
-
-def checkpoint_kind(path: str | os.PathLike) -> str | None:
-    """model_config["kind"] of a checkpoint (None without one), read memory-mapped so that the
-    loader's full read that follows is the only one; errors are safe_load's clear ones."""
-    try:
-        ckpt = safe_load(path, mmap=True)
-    except CheckpointError:  # not a zip checkpoint, missing, unsafe...: safe_load says which, or loads it
-        ckpt = safe_load(path)
-    config = ckpt.get("model_config") if isinstance(ckpt, dict) else None
-    return str(config["kind"]) if isinstance(config, dict) and "kind" in config else None
-
-
-def given(a: argparse.Namespace, p: argparse.ArgumentParser, flags: dict[str, str]) -> list[str]:
-    """The flags of `flags` whose value differs from the parser's default."""
-    return [flag for dest, flag in flags.items() if getattr(a, dest) != p.get_default(dest)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-gans interpolate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    p.add_argument("--seeds", default=None, help="keyframe seeds, e.g. 1,2,3 (StarGAN v2: latent-guided styles)")
-    p.add_argument("--latent", default=None, help=".npz latent file whose ws are appended as keyframes")
-    p.add_argument("--frames", type=int, default=60, help="frames per keyframe pair (default 60)")
-    p.add_argument("--space", default="w", choices=["w", "z"], help="interpolate in W (lerp) or Z (slerp)")
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--format", default="auto", choices=list(FORMATS),
-                   help="video format (auto: mp4 when imageio-ffmpeg is installed, else GIF)")
-    p.add_argument("--no-frames", action="store_true", help="write only the video, not the PNG frames")
-    g = p.add_argument_group("StarGAN v2 checkpoints (style-code interpolation; --network G_ema = EMA nets)")
-    g.add_argument("--source", default=None, help="the one source face every frame translates")
-    g.add_argument("--references", default=None, help="keyframe reference faces: A.png,B.png[,...] or a folder")
-    g.add_argument("--domain", default=None, help="target domain: index (or a name the checkpoint stores)")
-    g.add_argument("--fan-weights", default=None,
-                   help="w_hpf > 0 models: the FAN file of the generator's masks (default: $LG_FAN_WEIGHTS)")
-    a = parse_args(p, argv)
-    if a.fps <= 0:
-        raise SynthesisError(f"--fps {a.fps}: must be > 0")
-    kind = checkpoint_kind(a.ckpt)
-    if kind == "stargan_v2":
-        wrong = given(a, p, STYLEGAN_ONLY)
-        if wrong:
-            raise SynthesisError(f"{', '.join(wrong)}: StyleGAN option(s), but {a.ckpt} is a StarGAN v2 checkpoint; "
-                                 "it interpolates style codes: give --source, --references A,B (or --seeds) "
-                                 "and --domain")
-        from .style_interp import run_cli
-
-        return run_cli(a)
-    wrong = given(a, p, STARGAN_ONLY)
-    if wrong:
-        raise SynthesisError(f"{', '.join(wrong)}: StarGAN v2 option(s), but {a.ckpt} holds a {kind!r} model; "
-                             "give --seeds (and/or --latent) to walk its latent space")
-    seeds = parse_int_list(a.seeds) if a.seeds else []
-    check_format(a.format)
-    outdir = prepare_outdir(a.outdir)
-    gen = load_generator(a.ckpt, a.network, a.device)
-    kw = dict(truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, class_idx=a.class_idx)
+def walk(
+    gen: LoadedGenerator,
+    seeds: list[int],
+    outdir: str | os.PathLike,
+    *,
+    latent: str | os.PathLike | None = None,
+    frames: int = 60,
+    space: str = "w",
+    fps: float = 30.0,
+    fmt: str = "auto",
+    no_frames: bool = False,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+    batch: int = 16,
+    seed_spec: str | None = None,
+) -> tuple[int, Path]:
+    """The walk through `seeds` (then the ws of a latent file) written as PNG frames (unless
+    no_frames) and a video with provenance; returns (frame count, video path)."""
+    if fps <= 0:
+        raise SynthesisError(f"--fps {fps}: must be > 0")
+    check_format(fmt)
+    outdir = prepare_outdir(outdir)
+    kw = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx)
     keys: list[int] | torch.Tensor = seeds
-    if a.latent:
-        if a.space != "w":
+    if latent:
+        if space != "w":
             raise SynthesisError("--latent needs --space w: a projected latent has no z")
         parts = [seeds_to_ws(gen.G, seeds, **kw)] if seeds else []
-        keys = torch.cat(parts + [load_latent(a.latent, gen.G)])
-    imgs, _ = interpolate(gen, keys, a.frames, a.space, noise_mode=a.noise, batch=a.batch, **kw)
-    meta = dict(command="interpolate", **gen.provenance(), seeds=a.seeds,
-                latent_file=Path(a.latent).name if a.latent else None, space=a.space, frames_per_pair=a.frames,
-                truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, noise_mode=a.noise,
-                class_idx=a.class_idx)
-    frames = to_uint8(imgs)
-    video = write_walk(frames, outdir, meta, a.fps, a.format, a.no_frames)
-    print(f"wrote {len(frames)} frames" + ("" if a.no_frames else f" to {outdir / 'frames'}") + f" and {video}")
-    return 0
+        keys = torch.cat(parts + [load_latent(latent, gen.G)])
+    imgs, _ = interpolate(gen, keys, frames, space, noise_mode=noise_mode, batch=batch, **kw)
+    meta = dict(command="interpolate", **gen.provenance(), seeds=seed_spec,
+                latent_file=Path(latent).name if latent else None, space=space, frames_per_pair=frames,
+                noise_mode=noise_mode, **kw)
+    out = to_uint8(imgs)
+    return len(out), write_walk(out, outdir, meta, fps, fmt, no_frames)

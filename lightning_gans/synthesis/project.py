@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..model_file import LoadedGenerator
 from .common import SynthesisError, class_label
 from .generate import as_generator
-from .load import LoadedGenerator
 
 
 @dataclass

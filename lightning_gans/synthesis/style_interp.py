@@ -16,22 +16,21 @@ weights come from `fan_weights` / $LG_FAN_WEIGHTS (and --fan-weights where the C
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError
-from .common import SynthesisError, check_seeds, parse_int_list, prepare_outdir
+from ..model_file import LoadedStarGAN, ModelFile
+from ..models.latents import seeds_to_z
+from .common import SynthesisError, check_seeds, prepare_outdir
 from .images import to_uint8
-from .latents import seeds_to_z
 from .paths import lerp_keyframes
-from .transfer import LoadedStarGAN, list_images, load_images, load_stargan
+from .transfer import as_stargan, list_images, load_images
 from .video import write_walk
 
 ImageInput = str | os.PathLike | torch.Tensor | list | tuple
-NETWORK_ALIASES = {"G_ema": "ema", "G": "trained", "ema": "ema", "trained": "trained"}
 
 
 def image_files(spec: str | os.PathLike | list | tuple, what: str) -> list[Path]:
@@ -89,14 +88,13 @@ def interpolate_styles(
     domain: int | str = 0,
     frames: int = 60,
     *,
-    network: str = "ema",
+    network: str = "G_ema",
     batch: int = 16,
     device: torch.device | str = "cpu",
     fan_weights: str | os.PathLike | None = None,  # w_hpf > 0 models (None: $LG_FAN_WEIGHTS)
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(images [T, 3, R, R] float32 CPU, unclamped; styles [T, style_dim]) with T = (K - 1) * frames + 1."""
-    net = model if isinstance(model, LoadedStarGAN) else load_stargan(model, NETWORK_ALIASES.get(network, network),
-                                                                      device, fan_weights=fan_weights)
+    net = as_stargan(model, network, device, fan_weights)
     y = net.domain_index(domain)
     if frames < 1:
         raise SynthesisError(f"--frames {frames}: need at least 1 frame per keyframe pair")
@@ -131,37 +129,50 @@ def render(net: LoadedStarGAN, x_src: torch.Tensor, styles: torch.Tensor, batch:
     return torch.cat(out)
 
 
-def run_cli(a: argparse.Namespace) -> int:
-    """The StarGAN v2 branch of `lightning-gans interpolate` (arguments already parsed there)."""
+def walk_styles(
+    model: ModelFile | str | os.PathLike,
+    source: str | os.PathLike,
+    domain: int | str,
+    outdir: str | os.PathLike,
+    *,
+    references: str | None = None,
+    seeds: list[int] | None = None,
+    frames: int = 60,
+    fps: float = 30.0,
+    fmt: str = "auto",
+    no_frames: bool = False,
+    batch: int = 16,
+    network: str = "G_ema",
+    device: str = "cpu",
+    fan_weights: str | None = None,
+    seed_spec: str | None = None,
+) -> tuple[int, Path]:
+    """The StarGAN v2 walk of `interpolate`: the style code of one source face between the
+    codes of the references (or of the seeds' mapping-network codes) in `domain`, written as
+    frames and a video; returns (frame count, video path)."""
     from .video import check_format
 
-    if a.source is None:
-        raise SynthesisError("a StarGAN v2 checkpoint needs --source FACE (the face every frame translates)")
-    if a.domain is None:
-        raise SynthesisError("a StarGAN v2 checkpoint needs --domain (the target domain's index or name)")
-    if (a.references is None) == (a.seeds is None):
+    if (references is None) == (seeds is None):
         raise SynthesisError("give the keyframes as --references A.png,B.png or as --seeds 1,2 (one of them)")
-    if a.frames < 1:
-        raise SynthesisError(f"--frames {a.frames}: need at least 1 frame per keyframe pair")
-    seeds = parse_int_list(a.seeds) if a.seeds is not None else None
-    check_format(a.format)
-    # --fan-weights exists once `interpolate` declares it; $LG_FAN_WEIGHTS works regardless.
-    net = load_stargan(a.ckpt, NETWORK_ALIASES[a.network], a.device, fan_weights=getattr(a, "fan_weights", None))
-    y = net.domain_index(a.domain)
-    x_src, src_files = load_input(a.source, net.img_size, "--source")
+    if frames < 1:
+        raise SynthesisError(f"--frames {frames}: need at least 1 frame per keyframe pair")
+    if fps <= 0:
+        raise SynthesisError(f"--fps {fps}: must be > 0")
+    check_format(fmt)
+    net = as_stargan(model, network, device, fan_weights=fan_weights)
+    y = net.domain_index(domain)
+    x_src, src_files = load_input(source, net.img_size, "--source")
     check_one_source(x_src)
-    x_ref, ref_files = load_input(a.references, net.img_size, "--references") if seeds is None else (None, [])
+    x_ref, ref_files = load_input(references, net.img_size, "--references") if seeds is None else (None, [])
     if len(seeds or ref_files) < 2:
         raise SynthesisError("interpolation needs at least 2 keyframes (--references A.png,B.png or --seeds 1,2)")
-    outdir = prepare_outdir(a.outdir)
-    imgs, _ = interpolate_styles(net, x_src, x_ref, seeds, y, a.frames, batch=a.batch)
+    outdir = prepare_outdir(outdir)
+    imgs, _ = interpolate_styles(net, x_src, x_ref, seeds, y, frames, batch=batch)
     meta = dict(command="interpolate", **net.provenance(), domain=y,
                 domain_name=net.domain_names[y] if y < len(net.domain_names) else None,
                 mode="reference-guided" if seeds is None else "latent-guided", space="style (linear)",
                 source_file=",".join(f.name for f in src_files),
-                reference_files=",".join(f.name for f in ref_files) or None, seeds=a.seeds, frames_per_pair=a.frames)
-    frames = to_uint8(imgs)
-    video = write_walk(frames, outdir, meta, a.fps, a.format, a.no_frames,
-                       frame_meta=lambda i: {"keyframe_position": f"{i / a.frames:.4f}"})
-    print(f"wrote {len(frames)} frames" + ("" if a.no_frames else f" to {outdir / 'frames'}") + f" and {video}")
-    return 0
+                reference_files=",".join(f.name for f in ref_files) or None, seeds=seed_spec, frames_per_pair=frames)
+    out = to_uint8(imgs)
+    return len(out), write_walk(out, outdir, meta, fps, fmt, no_frames,
+                                frame_meta=lambda i: {"keyframe_position": f"{i / frames:.4f}"})

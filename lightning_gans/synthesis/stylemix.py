@@ -1,4 +1,4 @@
-"""`lightning-gans style-mix`: the style-mixing grid of the StyleGAN paper (Karras et al., 2019, Fig. 3).
+"""The style-mixing grid (`lightning-gans style-mix`) of the StyleGAN paper (Karras et al., 2019, Fig. 3).
 
 Convention of the official StyleGAN2-ADA `style_mixing.py`: cell (row r, column c) starts from
 the row's ws and takes the ws at the layer indices in `styles` from the column. With
@@ -9,26 +9,22 @@ column images, its left column the row images, the corner is blank.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..model_file import LoadedGenerator
 from .common import (
     SynthesisError,
-    add_common_args,
     load_latent,
-    parse_args,
-    parse_int_list,
     prepare_outdir,
     run_synthesis,
 )
 from .common import seeds_to_ws as _seeds_to_ws
 from .generate import as_generator
 from .images import make_grid, provenance, save_png
-from .load import LoadedGenerator, load_generator
 
 
 @dataclass
@@ -92,39 +88,19 @@ def style_mix(
     return StyleMix(row_ws, col_ws, mixed_ws, imgs[:R], imgs[R : R + C], imgs[R + C :].unflatten(0, (R, C)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-gans style-mix", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    p.add_argument("--rows", default=None, help="row seeds, e.g. 85,100,75")
-    p.add_argument("--cols", default=None, help="column seeds, e.g. 55,821,1789")
-    p.add_argument("--row-latent", default=None, help=".npz latent file whose ws become extra rows")
-    p.add_argument("--col-latent", default=None, help=".npz latent file whose ws become extra columns")
-    p.add_argument("--styles", default="0-6", help="layer indices the columns give (default 0-6)")
-    a = parse_args(p, argv)
-    styles = parse_int_list(a.styles, "--styles")
-    row_seeds = parse_int_list(a.rows, "--rows") if a.rows else []
-    col_seeds = parse_int_list(a.cols, "--cols") if a.cols else []
-    outdir = prepare_outdir(a.outdir)
-    gen = load_generator(a.ckpt, a.network, a.device)
-    kw = dict(truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, class_idx=a.class_idx)
+def sources(gen: LoadedGenerator, seeds: list[int], latent_file: str | os.PathLike | None, flag: str,
+            truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+            class_idx: int | None = None) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] of one side of the grid: its seeds, then the rows of a latent file."""
+    parts = [_seeds_to_ws(gen.G, seeds, truncation_psi, truncation_cutoff, class_idx)] if seeds else []
+    if latent_file:
+        parts.append(load_latent(latent_file, gen.G))
+    if not parts:
+        raise SynthesisError(f"give --{flag}s seeds or --{flag}-latent FILE")
+    return torch.cat(parts)
 
-    def sources(seeds, latent_file, flag):
-        parts = [_seeds_to_ws(gen.G, seeds, **kw)] if seeds else []
-        if latent_file:
-            parts.append(load_latent(latent_file, gen.G))
-        if not parts:
-            raise SynthesisError(f"give --{flag}s seeds or --{flag}-latent FILE")
-        return torch.cat(parts)
 
-    mix = style_mix(gen, sources(row_seeds, a.row_latent, "row"), sources(col_seeds, a.col_latent, "col"),
-                    styles, noise_mode=a.noise, batch=a.batch)
-    meta = dict(command="style-mix", **gen.provenance(), rows=a.rows, cols=a.cols, styles=a.styles,
-                row_latent=Path(a.row_latent).name if a.row_latent else None,
-                col_latent=Path(a.col_latent).name if a.col_latent else None,
-                truncation_psi=a.truncation, truncation_cutoff=a.truncation_cutoff, noise_mode=a.noise,
-                class_idx=a.class_idx)
-    R, C = mix.mixed.shape[:2]
-    path = save_png(make_grid(mix.grid(), C + 1), outdir / "stylemix-grid.png", provenance(**meta))
-    print(f"wrote {path} ({R} rows x {C} columns, styles {a.styles} from the columns)")
-    return 0
+def write_style_mix(mix: StyleMix, outdir: str | os.PathLike, meta: dict) -> Path:
+    """stylemix-grid.png in outdir, with `meta` (how it was made) as its provenance."""
+    return save_png(make_grid(mix.grid(), mix.mixed.shape[1] + 1), prepare_outdir(outdir) / "stylemix-grid.png",
+                    provenance(command="style-mix", **meta))

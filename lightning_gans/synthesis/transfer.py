@@ -1,4 +1,4 @@
-"""`lightning-gans transfer`: StarGAN v2 reference- and latent-guided image translation.
+"""StarGAN v2 reference- and latent-guided image translation (`lightning-gans transfer`).
 
 Reference-guided: the style of each reference (style encoder of the target domain) is applied
 to each source. Latent-guided: styles from the mapping network of the target domain for seeds.
@@ -9,128 +9,30 @@ Models with high-pass skips (w_hpf > 0) also need the face-landmark network's we
 
 from __future__ import annotations
 
-import argparse
 import os
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ..checkpoint import check_architecture, file_sha256, safe_load
 from ..data.images import center_square, to_rgb
-from ..errors import CheckpointError, DataError, refuse_overwrite
-from ..interop.stargan_v2 import load_fan
-from ..models.fan import FAN
-from ..models.stargan_v2 import build_networks
-from ..pretrained.weights import resolve_fan_weights
-from .common import SynthesisError, add_output_args, check_seeds, parse_args, parse_int_list, prepare_outdir
+from ..errors import DataError, refuse_overwrite
+from ..model_file import LoadedStarGAN, ModelFile, describe
+from ..models.latents import seeds_to_z
+from .common import SynthesisError, check_seeds, prepare_outdir
 from .images import make_grid, provenance, save_png, to_uint8
-from .latents import seeds_to_z
-from .load import load_prefixed, prefixed
 
-NETWORKS = ("ema", "trained")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-@dataclass
-class LoadedStarGAN:
-    """G, F (mapping), E (style encoder) in eval mode plus what provenance needs."""
-
-    G: torch.nn.Module
-    F: torch.nn.Module
-    E: torch.nn.Module
-    img_size: int
-    num_domains: int
-    latent_dim: int
-    name: str
-    network: str   # "ema" or "trained"
-    path: Path
-    sha256: str
-    domain_names: list[str] = field(default_factory=list)
-    fan: FAN | None = None  # w_hpf > 0: the face-landmark network of the generator's masks
-    fan_sha256: str | None = None
-
-    def provenance(self) -> dict[str, str]:
-        out = {"model_kind": "stargan_v2", "model_name": self.name, "network": self.network,
-               "checkpoint": self.path.name, "checkpoint_sha256": self.sha256}
-        if self.fan_sha256:
-            out["fan_sha256"] = self.fan_sha256
-        return out
-
-    @torch.no_grad()
-    def masks(self, x: torch.Tensor, batch: int = 16) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The generator's masks of images x [N,3,R,R] (on G's device), or None without skips."""
-        if self.fan is None:
-            return None
-        dev = next(self.G.parameters()).device
-        parts = [self.fan.masks(x[i:i + batch].to(dev)) for i in range(0, x.shape[0], max(1, batch))]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-    def domain_index(self, domain: int | str) -> int:
-        """A domain index from an int, a digit string, or a name the checkpoint stores."""
-        if isinstance(domain, str) and domain.strip().lstrip("-").isdigit():
-            domain = int(domain)
-        if isinstance(domain, str):
-            if domain in self.domain_names:
-                return self.domain_names.index(domain)
-            known = (f"known names: {', '.join(self.domain_names)}" if self.domain_names
-                     else "this checkpoint stores no domain names")
-            raise SynthesisError(f"--domain {domain!r} is not a domain of this model ({known}); "
-                                 f"give an index 0..{self.num_domains - 1}")
-        if not 0 <= int(domain) < self.num_domains:
-            raise SynthesisError(f"--domain {domain} is out of range: this model has "
-                                 f"{self.num_domains} domains (0..{self.num_domains - 1})")
-        return int(domain)
-
-
-def load_stargan(path: str | os.PathLike, network: str = "ema",
-                 device: torch.device | str = "cpu", fan_weights: str | os.PathLike | None = None,
-                 ckpt: dict | None = None) -> LoadedStarGAN:
-    """Rebuild G/F/E (EMA copies by default) of a StarGAN v2 checkpoint (weights-only load);
-    a w_hpf > 0 model also loads the FAN from fan_weights (None: $LG_FAN_WEIGHTS). `ckpt`: the
-    file's contents when the caller has already read them."""
-    if network not in NETWORKS:
-        raise CheckpointError(f"--network {network!r} is not one of {', '.join(NETWORKS)}")
-    path = Path(path)
-    ckpt = safe_load(path) if ckpt is None else ckpt
-    config = ckpt.get("model_config") if isinstance(ckpt, dict) else None
-    if not isinstance(config, dict) or "kind" not in config:
-        raise CheckpointError(f"checkpoint {path} has no model_config; it was not written by "
-                              "`lightning-gans train`")
-    if config["kind"] != "stargan_v2":
-        raise CheckpointError(f"checkpoint {path} holds a {config['kind']!r} model; `transfer` needs a "
-                              "StarGAN v2 checkpoint (kind 'stargan_v2')")
-    kwargs = dict(config.get("net_kwargs") or {})
-    hparams = ckpt.get("hyper_parameters") or {}
-    fan = fan_sha = None
-    if float(kwargs.get("w_hpf", 1)) > 0:
-        fan_path = resolve_fan_weights(fan_weights, "--fan-weights", user=f"checkpoint {path} (w_hpf="
-                                       f"{kwargs.get('w_hpf', 1)})")
-        fan, fan_sha = load_fan(fan_path).to(device), file_sha256(fan_path)
-        trained = hparams.get("fan_sha256")
-        if trained and trained != fan_sha:
-            warnings.warn(f"FAN weights {fan_path} (sha256 {fan_sha[:12]}...) are not those checkpoint {path} "
-                          f"was trained with (sha256 {trained[:12]}..., {hparams.get('fan_weights')})", stacklevel=2)
-    suffix = "_ema" if network == "ema" else ""
-    for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder")):
-        weights = prefixed(ckpt, attr + suffix)
-        if weights:  # none: load_prefixed says which --network to try
-            check_architecture(lambda key=key: build_networks(**kwargs, he_init=False)[key], weights,
-                               path, "model_config net_kwargs")
-    nets = build_networks(**kwargs, he_init=False)
-    other = "trained" if network == "ema" else "ema"
-    loaded = {attr: load_prefixed(nets[key], ckpt, attr + suffix, path, other).eval().requires_grad_(False).to(device)
-              for attr, key in (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder"))}
-    names = ckpt.get("domain_names") or hparams.get("domain_names") or []
-    G = loaded["G"]
-    return LoadedStarGAN(G=G, F=loaded["F"], E=loaded["E"], img_size=G.img_size,
-                         num_domains=loaded["F"].num_domains, latent_dim=loaded["F"].latent_dim,
-                         name=str(config.get("name", "?")), network=network, path=path,
-                         sha256=file_sha256(path), domain_names=[str(n) for n in names], fan=fan,
-                         fan_sha256=fan_sha)
+def as_stargan(model: LoadedStarGAN | ModelFile | str | os.PathLike, network: str = "G_ema",
+               device: torch.device | str = "cpu", fan_weights: str | os.PathLike | None = None) -> LoadedStarGAN:
+    """A LoadedStarGAN as is, or the one a (described) checkpoint holds ("G_ema": the EMA nets)."""
+    if isinstance(model, LoadedStarGAN):
+        return model
+    mf = model if isinstance(model, ModelFile) else describe(model, ("stargan_v2",))
+    return mf.stargan(network, device, fan_weights=fan_weights)
 
 
 def list_images(path: str | os.PathLike, what: str) -> list[Path]:
@@ -181,13 +83,13 @@ def transfer(
     domain: int | str = 0,
     latent_seeds: list[int] | None = None,
     *,
-    network: str = "ema",
+    network: str = "G_ema",
     batch: int = 16,
     device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
     """{"source": [S,3,R,R], "reference"?: [R,3,R,R], "reference_guided"?: [R,S,3,R,R],
     "latent_guided"?: [K,S,3,R,R]} float32 CPU tensors (outputs unclamped)."""
-    net = model if isinstance(model, LoadedStarGAN) else load_stargan(model, network, device)
+    net = as_stargan(model, network, device)
     dev = next(net.G.parameters()).device
     y = net.domain_index(domain)
     x_src, _ = _as_tensor(source, net.img_size, "--source")
@@ -249,38 +151,30 @@ def reference_grid(src: torch.Tensor, ref: torch.Tensor, outs: torch.Tensor) -> 
     return make_grid(torch.cat(rows), cols=1 + S)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-gans transfer", description=__doc__)
-    p.add_argument("ckpt", help="StarGAN v2 checkpoint written by `lightning-gans train`")
-    p.add_argument("--source", required=True, help="source face image, or a folder of them")
-    p.add_argument("--reference", default=None, help="reference face image, or a folder of them")
-    p.add_argument("--domain", required=True, help="target domain: index (or a name the checkpoint stores)")
-    p.add_argument("--latent-seeds", default=None, help="also latent-guided outputs for seeds, e.g. 0-3")
-    p.add_argument("--outdir", default="out", help="output folder (created)")
-    p.add_argument("--grid", action="store_true", help="also write sources x references grid.png")
-    p.add_argument("--network", default="ema", choices=NETWORKS, help="EMA nets (default) or trained ones")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=16, help="images per forward pass")
-    p.add_argument("--fan-weights", default=None, help="w_hpf > 0 models: face-landmark (FAN) weights, the "
-                   "official StarGAN v2 wing.ckpt (default: $LG_FAN_WEIGHTS)")
-    add_output_args(p)
-    a = parse_args(p, argv)
-    seeds = parse_int_list(a.latent_seeds, "--latent-seeds") if a.latent_seeds is not None else None
-    if a.reference is None and not seeds:
-        raise SynthesisError("nothing to do: give --reference and/or --latent-seeds")
-    if a.grid and a.reference is None:
-        raise SynthesisError("--grid needs --reference (the grid is sources x references)")
-    net = load_stargan(a.ckpt, a.network, a.device, fan_weights=a.fan_weights)
-    y = net.domain_index(a.domain)
-    src_files = list_images(a.source, "--source")
-    ref_files = list_images(a.reference, "--reference") if a.reference is not None else []
+def write_transfer(
+    net: LoadedStarGAN,
+    source: str | os.PathLike,
+    domain: int | str,
+    outdir: str | os.PathLike,
+    *,
+    reference: str | os.PathLike | None = None,
+    seeds: list[int] | None = None,
+    grid: bool = False,
+    batch: int = 16,
+) -> list[Path]:
+    """Translate every source face (a file or a folder) to `domain`: in the style of every
+    reference and/or of the mapping network's codes for `seeds`; writes one PNG per pair (and
+    the sources x references grid) with provenance, never over an input. Returns the paths."""
+    y = net.domain_index(domain)
+    src_files = list_images(source, "--source")
+    ref_files = list_images(reference, "--reference") if reference is not None else []
     x_src = load_images(src_files, net.img_size, "--source")
     x_ref = load_images(ref_files, net.img_size, "--reference") if ref_files else None
-    outdir = prepare_outdir(a.outdir)
-    inputs = [("checkpoint", a.ckpt), *(("--source", f) for f in src_files),
+    outdir = prepare_outdir(outdir)
+    inputs = [("checkpoint", net.path), *(("--source", f) for f in src_files),
               *(("--reference", f) for f in ref_files)]
     src_names, ref_names = unique_names(src_files), unique_names(ref_files)
-    res = transfer(net, x_src, x_ref, y, seeds, batch=a.batch)
+    res = transfer(net, x_src, x_ref, y, seeds, batch=batch)
     dname = net.domain_names[y] if y < len(net.domain_names) else None
     common = dict(command="transfer", **net.provenance(), domain=y, domain_name=dname)
     written = []
@@ -291,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 path = refuse_overwrite(outdir / f"ref_{src_names[s]}__{ref_names[r]}.png", inputs)
                 written.append(save_png(arr, path, provenance(**common, mode="reference-guided",
                                                               source_file=sf.name, reference_file=rf.name)))
-        if a.grid:
+        if grid:
             grid = reference_grid(res["source"], res["reference"], res["reference_guided"])
             written.append(save_png(grid, refuse_overwrite(outdir / "grid.png", inputs), provenance(
                 **common, mode="reference-guided grid", layout="rows: blank+sources, then reference+outputs",
@@ -305,5 +199,4 @@ def main(argv: list[str] | None = None) -> int:
                 written.append(save_png(arr, path, provenance(**common, mode="latent-guided",
                                                               source_file=sf.name, seed=seed)))
     assert len(set(map(str, written))) == len(written), "transfer output names collide"
-    print(f"wrote {len(written)} files to {outdir}")
-    return 0
+    return written

@@ -7,7 +7,6 @@ OUT/report.json. Resumable: a rerun skips inputs already in the shards and appen
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import signal
@@ -42,53 +41,37 @@ from .state import (
 NO_DOMAIN = "outside domain folders"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="lightning-gans prepare-faces",
-        description="Detect, align (FFHQ-style) and filter faces of a photo folder/zip/tar into "
-                    "webdataset shards. Rerun to resume; OUT/report.json says what was skipped.")
-    p.add_argument("input", help="folder (recursive), .zip or .tar(.gz) of photos")
-    p.add_argument("out", help="output folder: shard-*.tar, manifest.json, report.json")
-    p.add_argument("--resolution", type=int, default=256, help="output size (default 256)")
-    p.add_argument("--domains-from-subfolders", action="store_true",
-                   help="each first-level subfolder is a domain/label (StarGAN v2)")
-    p.add_argument("--all-faces", action="store_true",
-                   help="keep every face of a photo (default: the largest passing one)")
-    p.add_argument("--min-face", type=float, default=None,
-                   help="smallest face kept, px: half the FFHQ crop side, about the face width "
-                        "(default: resolution / 4, i.e. at most 2x upsampling)")
-    p.add_argument("--min-score", type=float, default=0.9,
-                   help="detector score (default 0.9); dlib backends score their margin m as "
-                        "1 / (1 + exp(-4 m)), so 0.9 keeps m >= 0.55")
-    p.add_argument("--blur-threshold", type=float, default=15.0,
-                   help="min variance of Laplacian of the face centre at 256 px; 0 = off")
-    p.add_argument("--dup-distance", type=int, default=6,
-                   help="perceptual-hash bits within which a face is a duplicate; -1 = off")
-    p.add_argument("--landmarks", default=None,
-                   help="json {relative/path: [[x,y] x5] or a list of those}, points = left eye, "
-                        "right eye, nose, left/right mouth corner (image-left first), pixel "
-                        "indices of the EXIF-upright photo: used instead of the detector")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--backend", "--detector", choices=["mtcnn", *worker.DLIB_BACKENDS],
-                   default="mtcnn",
-                   help="face detector: mtcnn (default), dlib (HOG detector + 68 landmarks) or "
-                        "dlib-cnn (CNN detector, slow on CPU); dlib needs `pip install "
-                        "dlib-bin face-recognition-models` and its default landmark model is "
-                        "for non-commercial use (see README)")
-    p.add_argument("--landmark-model", default=None, metavar="PATH",
-                   help="dlib backends: a 68-point dlib shape predictor file to use instead of "
-                        "the bundled shape_predictor_68_face_landmarks.dat")
-    p.add_argument("--maxcount", type=int, default=1000, help="samples per shard")
-    p.add_argument("--limit", type=int, default=None,
-                   help="stop after N new inputs (a trial run; rerun without it to finish)")
-    a = p.parse_args(argv)
-    if a.resolution < 16:
-        p.error("--resolution must be >= 16")
-    if a.workers < 1:
-        p.error("--workers must be >= 1")
-    if a.landmark_model is not None and a.backend not in worker.DLIB_BACKENDS:
-        p.error(f"--landmark-model needs a dlib backend ({', '.join(worker.DLIB_BACKENDS)})")
-    return a
+@dataclass
+class PrepareOptions:
+    """What `prepare-faces` does; the command's flags are these fields (same names, defaults)."""
+
+    input: str
+    out: str
+    resolution: int = 256
+    labels_from_subfolders: bool = False  # each first-level subfolder is a domain (StarGAN v2)
+    all_faces: bool = False
+    min_face: float | None = None  # None: resolution / 4 (at most 2x upsampling)
+    min_score: float = 0.9
+    blur_threshold: float = 15.0
+    dup_distance: int = 6
+    landmarks: str | None = None
+    workers: int = 1
+    backend: str = "mtcnn"
+    landmark_model: str | None = None
+    maxcount: int = 1000
+    limit: int | None = None
+
+    def check(self) -> None:
+        from ...errors import ConfigError
+
+        if self.resolution < 16:
+            raise ConfigError(f"--resolution {self.resolution}: must be >= 16")
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: must be >= 1")
+        if self.backend not in ("mtcnn", *worker.DLIB_BACKENDS):
+            raise ConfigError(f"--backend {self.backend!r}: use mtcnn, {', '.join(worker.DLIB_BACKENDS)}")
+        if self.landmark_model is not None and self.backend not in worker.DLIB_BACKENDS:
+            raise ConfigError(f"--landmark-model needs a dlib backend ({', '.join(worker.DLIB_BACKENDS)})")
 
 
 def load_landmarks(path: str) -> dict[str, list[list[list[float]]]]:
@@ -125,7 +108,7 @@ def _sha1(path: str | None) -> str | None:
 
 @dataclass
 class Domains:
-    """--domains-from-subfolders: the first folder of a path (under `prefix`) is its domain."""
+    """--labels-from-subfolders: the first folder of a path (under `prefix`) is its domain."""
 
     labels: dict[str, int]  # domain name -> label, names sorted
     prefix: str = ""  # one folder holding all domain folders (common in zips), or ""
@@ -195,11 +178,11 @@ def _results(tasks: Iterator[tuple], workers: int) -> Iterator[worker.Result]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `lightning-gans prepare-faces`; returns the exit status (130 if stopped
-    by Ctrl-C/SIGTERM, after saving what was done). With --workers > 1 it starts processes by
+def prepare_faces(args: PrepareOptions) -> int:
+    """Detect, align and shard args.input into args.out; returns the exit status (130 if stopped
+    by Ctrl-C/SIGTERM, after saving what was done). With workers > 1 it starts processes by
     spawn: a script calling it must do so under `if __name__ == "__main__":`."""
-    args = parse_args(argv)
+    args.check()
     out = Path(args.out)
     min_face = args.min_face if args.min_face is not None else args.resolution / 4
     landmarks = load_landmarks(args.landmarks) if args.landmarks else None
@@ -215,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     if not listing.files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in "
                         f"{args.input}: pass a folder, .zip or .tar of photos")
-    domains = Domains.from_listing(listing) if args.domains_from_subfolders else None
+    domains = Domains.from_listing(listing) if args.labels_from_subfolders else None
     if domains is not None and not domains.labels:
-        raise DataError(f"--domains-from-subfolders: {args.input} has no subfolders of images")
+        raise DataError(f"--labels-from-subfolders: {args.input} has no subfolders of images")
     labels = domains.labels if domains is not None else None
     if opts.backend != "landmarks":  # fail here with one clear line, not once per input
         worker.get_detector(opts.backend, opts)

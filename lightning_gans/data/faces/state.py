@@ -9,7 +9,6 @@ inputs are simply done again).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -140,7 +139,7 @@ def sample_key(rel: str, face: int) -> str:
 class RunWriter:
     """The writing side of a run: shards, duplicate index, report entries, checkpoints."""
 
-    def __init__(self, out: Path, args: argparse.Namespace, state: OutState,
+    def __init__(self, out: Path, args: Any, state: OutState,
                  options: dict[str, Any], listed: list[str]) -> None:
         self.out, self.args, self.state, self.listed = out, args, state, listed
         self.files: dict[str, Any] = state.report["files"]

@@ -1,4 +1,5 @@
-"""Latents from seeds, drawn exactly as the official generate scripts draw them."""
+"""Latents from seeds, drawn exactly as the official generate scripts draw them (synthesis,
+metrics and the sample callbacks share them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`lightning-gans provenance FILE...`: what a generated image or video can prove about itself.
+"""What a generated image or video can prove about itself: the report `lightning-gans provenance` prints.
 
 Per file: the C2PA manifest (present / valid / signer: signed, bound to the pixels), the watermark
 in the pixels (found / payload: survives re-encodes), and the metadata we write as PNG text chunks /
@@ -10,14 +10,11 @@ text chunk never reach the terminal raw.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
 from . import content_credentials, watermark
 from .video import file_provenance
 
@@ -100,25 +97,3 @@ def print_text(r: dict) -> None:
         print("  metadata: none (stripped since, or never written)")
     for w in r["warnings"]:
         print(f"  WARNING: {w}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lightning-gans provenance", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("files", nargs="+", help="PNG / JPEG / GIF / mp4 (with its .json sidecar) / .npy files")
-    p.add_argument("--json", action="store_true", help="one JSON object per file instead of text")
-    a = p.parse_args(argv)
-    missing = [f for f in a.files if not Path(f).is_file()]
-    if missing:
-        raise DataError(f"{safe_text(missing[0])} does not exist or is not a file; check the path")
-    without = 0
-    for f in a.files:
-        r = report(f)
-        # Non-zero when a file has no provenance at all, so scripts can check a folder in one call.
-        without += not (r["metadata"] or r["c2pa"]["present"] or r["watermark"]["found"])
-        if a.json:
-            # json.dumps escapes control characters (ensure_ascii), so the line is terminal-safe.
-            print(json.dumps(r, sort_keys=True))
-        else:
-            print_text(r)
-    return 1 if without else 0

@@ -1,0 +1,119 @@
+"""Hydra for the config-driven commands: compose a conf of ours with key=value overrides
+in-process (no output folder, no chdir, hooks stay callable), and print a conf's keys with
+their defaults for --help. Hydra's and OmegaConf's errors become one ConfigError line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import config_dir, register_resolvers
+from ..errors import ConfigError, one_line
+
+HELP_FLAGS = ("-h", "--help", "help")
+
+
+def wants_help(argv: list[str]) -> bool:
+    return any(a in HELP_FLAGS for a in argv)
+
+
+def compose(config_name: str, overrides: list[str], job_name: str, folder: Path | None = None) -> DictConfig:
+    """<folder or the train conf>/<config_name>.yaml with `overrides` applied; a bad key or value
+    is one line. The confs of commands (evaluate, finetune: COMMANDS_FOLDER) are a Hydra root of
+    their own, where `data=DIR` is a key, not a choice of train's `data/` config group, and that
+    train's --help does not list as a config group."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_resolvers()
+    flags = [a for a in overrides if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"{flags[0]}: `lightning-gans {job_name}` takes key=value overrides "
+                          f"(see `lightning-gans {job_name} --help`)")
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(folder or config_dir()), job_name=job_name):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(f"{job_name}: {one_line(e)} (see `lightning-gans {job_name} --help`)") from None
+
+
+def keys_help(cfg: DictConfig, helps: dict[str, str]) -> str:
+    """One line per top-level key: key=default, and its help."""
+    rows = []
+    for key in cfg:
+        value = OmegaConf.to_container(cfg, resolve=False)[key]
+        shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else \
+            str(value).replace(" ", "")
+        rows.append(f"  {key + '=' + shown:<28} {helps.get(str(key), '')}".rstrip())
+    return "\n".join(rows)
+
+
+# ------------------------------------------------ a command's own conf (evaluate, finetune)
+
+COMMANDS_FOLDER = Path(__file__).resolve().parent / "conf"  # lightning_gans/commands/conf/<name>.yaml
+
+
+def override_key(token: str) -> str | None:
+    """The key a key=value override sets (None for a token that is not one, e.g. a flag)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if token.startswith("-") or "=" not in token:
+        return None
+    try:
+        return OverridesParser.create().parse_overrides([token])[0].key_or_group
+    except HydraException:
+        return token.lstrip("+~").split("=", 1)[0]
+
+
+def conf_defaults(name: str) -> dict[str, Any]:
+    """The keys of commands/conf/<name>.yaml with their defaults."""
+    return OmegaConf.to_container(compose(name, [], name, COMMANDS_FOLDER), resolve=False)
+
+
+def options(name: str, overrides: list[str], types: dict[str, type]) -> dict[str, Any]:
+    """commands/conf/<name>.yaml with `overrides` (Hydra syntax, key=value; lists as [a,b]) as a
+    plain dict, each value None or of its type in `types` (an int is a float, a number given
+    for a text key is its text, a single value is a one-item list). An unknown key or a value of
+    the wrong type is one ConfigError line naming the key and what is known."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    known = list(conf_defaults(name))
+    flags = [t for t in overrides if t.startswith("-")]
+    if flags:
+        key = flags[0].lstrip("-").split("=", 1)[0].replace("-", "_")
+        raise ConfigError(f"{flags[0]}: `lightning-gans {name}` takes key=value overrides, e.g. {key}=... "
+                          f"(see `lightning-gans {name} --help`)")
+    for token in overrides:
+        if "=" not in token:
+            raise ConfigError(f"{name}: {token!r} is not key=value (see `lightning-gans {name} --help`)")
+        try:
+            key = OverridesParser.create().parse_overrides([token])[0].key_or_group
+        except HydraException as e:
+            raise ConfigError(f"{name}: {token!r} is not a valid override ({one_line(e, 1)}); a list is "
+                              "key=[a,b], a value with brackets or commas is quoted: key='a,b'") from None
+        if key not in known:
+            raise ConfigError(f"{name}: unknown key {key!r} in {token!r}; known: {', '.join(known)} "
+                              f"(see `lightning-gans {name} --help`)")
+    values = OmegaConf.to_container(compose(name, overrides, name, COMMANDS_FOLDER), resolve=True)
+    for key, want in types.items():
+        v = values.get(key)
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if v is None or (isinstance(v, want) and not (want is int and isinstance(v, bool))):
+            continue
+        if want is float and number:
+            values[key] = float(v)
+        elif want is str and number:
+            values[key] = str(v)
+        elif want is list and isinstance(v, (str, int, float)):
+            values[key] = [v]
+        else:
+            kind = {int: "an integer", float: "a number", bool: "true or false", str: "a text",
+                    list: "a list [a,b]"}.get(want, want.__name__)
+            raise ConfigError(f"{name}: {key}={v!r} is not {kind} (see `lightning-gans {name} --help`)")
+    return values
