@@ -39,6 +39,7 @@ from collections.abc import Callable  # noqa: E402
 import torch  # noqa: E402
 
 from lightning_gans.ops import (  # noqa: E402
+    _isa,  # noqa: E402
     _jit,  # noqa: E402
     bias_act,
     setup_filter,
@@ -120,7 +121,7 @@ def main() -> None:
     comp_kernel = "tiled" if cuda and args.upfirdn2d_impl == "tiled" else "direct"
     tiled_col = cuda and args.upfirdn2d_impl == "both"
     module = _jit.get_module(device.type, required=True)  # build before timing
-    isa = {"isa": getattr(module, "isa", device.type), "cpu_isa": _jit.detected_isa(),
+    isa = {"isa": getattr(module, "isa", device.type), "cpu_isa": _isa.detected_isa(),
            "torch_isa": torch.backends.cpu.get_cpu_capability().lower()}
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} CPU threads, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")

@@ -206,3 +206,9 @@ def test_no_import_circle_between_modules():
     dispatch to style_interp.py, which took its helpers from interpolate.py)."""
     found = circles(module_graph(package_files()))
     assert not found, f"import circles between lightning_gans modules: {found}"
+
+
+def test_no_module_over_400_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"modules over 400 lines (split them): {long}"

@@ -8,7 +8,7 @@ import torch
 
 from lightning_gans.augment import AdaController, AugmentPipe, discriminator_layers, freeze_discriminator
 from lightning_gans.data.demo import _astronaut, drawn_face, photo_crop
-from lightning_gans.models.stylegan2 import Discriminator
+from lightning_gans.models.stylegan2_discriminator import Discriminator
 
 GEOMETRIC = ["xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac"]
 COLOUR = ["brightness", "contrast", "lumaflip", "hue", "saturation"]

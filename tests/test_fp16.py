@@ -11,7 +11,8 @@ import torch
 from helpers.parity_utils import parity_dir
 
 from lightning_gans.interop import sg2ada
-from lightning_gans.models.stylegan2 import Discriminator, Generator
+from lightning_gans.models.stylegan2 import Generator
+from lightning_gans.models.stylegan2_discriminator import Discriminator
 from lightning_gans.nn import Conv2dLayer, SynthesisLayer, ToRGBLayer
 from lightning_gans.nn.precision import block_dtype, fp16_resolutions
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_gans.ops import _jit, doctor, setup_filter, upfirdn2d
+from lightning_gans.ops import _isa, _jit, doctor, setup_filter, upfirdn2d
 
 TINY = """
 #include <pybind11/pybind11.h>
@@ -153,20 +153,20 @@ def test_cpu_isa_override_enters_flags_and_key(monkeypatch):
     """LG_CPU_ISA picks the vector ISA of the CPU build: its flags and cache key follow it; an
     unknown name, or an ISA the CPU lacks (the build would crash on an illegal instruction), is
     a BuildError naming the variable."""
-    have = _jit.detected_isa()
+    have = _isa.detected_isa()
     monkeypatch.delenv("LG_CPU_ISA", raising=False)
     default = _jit.spec_for("cpu")
     assert default.isa == have and not set(default.cflags) & {"-mno-avx512f", "-mno-avx2"}
     monkeypatch.setenv("LG_CPU_ISA", have.upper())
     assert _jit.spec_for("cpu").key == default.key
-    lower = _jit.CPU_ISAS[_jit.CPU_ISAS.index(have) + 1:]
+    lower = _isa.CPU_ISAS[_isa.CPU_ISAS.index(have) + 1:]
     for isa in lower:
         monkeypatch.setenv("LG_CPU_ISA", isa)
         spec = _jit.spec_for("cpu")
         assert spec.isa == isa and spec.key != default.key
         assert "-mno-avx512f" in spec.cflags
         assert ("-mno-avx2" in spec.cflags) == (isa == "generic")
-    for bad in ("sse9", *_jit.CPU_ISAS[:_jit.CPU_ISAS.index(have)]):
+    for bad in ("sse9", *_isa.CPU_ISAS[:_isa.CPU_ISAS.index(have)]):
         monkeypatch.setenv("LG_CPU_ISA", bad)
         with pytest.raises(_jit.BuildError, match="LG_CPU_ISA"):
             _jit.spec_for("cpu")
@@ -199,7 +199,7 @@ def test_doctor_reports_without_building(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert str(tmp_path) in out and "torch" in out and "C++ compiler" in out
     isa_line = next(ln for ln in out.splitlines() if ln.startswith("CPU ISA"))
-    assert f"{_jit.detected_isa()} (CPU); kernels target {_jit.target_isa()}" in isa_line
+    assert f"{_isa.detected_isa()} (CPU); kernels target {_isa.target_isa()}" in isa_line
     rows = [ln.split() for ln in out.splitlines() if ln.startswith(("cpu ", "cuda "))]
     assert {(r[0], r[1]) for r in rows} == {(d, o) for d in ("cpu", "cuda") for o in doctor.OPS}
     assert not list(tmp_path.iterdir())  # nothing was built
@@ -223,7 +223,7 @@ def test_cuda_sources_compile(monkeypatch):
                         f"torch CUDA {torch.version.cuda})")
         pytest.skip("nvcc not found")
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")  # one arch: CI checks that the sources compile
     spec = _jit.spec_for("cuda")
     assert "upfirdn2d_tiled.cu" in {s.name for s in spec.sources}  # the opt-in tiled kernel
     module, _ = _jit.build_or_load(spec)  # BuildError carries nvcc's errors

@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from lightning_gans.ops import _jit, bias_act, setup_filter, upfirdn2d
+from lightning_gans.ops import _isa, _jit, bias_act, setup_filter, upfirdn2d
 from lightning_gans.ops.bias_act import ACTIVATIONS
 
 
@@ -233,7 +233,7 @@ def test_cpu_kernels_report_their_isa(cpu_kernels):
     the CPU's best) asked for, and never more than the CPU has."""
     spec = _jit.spec_for("cpu")
     assert cpu_kernels.isa == spec.isa
-    assert _jit.CPU_ISAS.index(cpu_kernels.isa) >= _jit.CPU_ISAS.index(_jit.detected_isa())
+    assert _isa.CPU_ISAS.index(cpu_kernels.isa) >= _isa.CPU_ISAS.index(_isa.detected_isa())
 
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
@@ -299,10 +299,11 @@ def test_unsupported_calls_use_reference_or_fail_loudly(cpu_kernels, monkeypatch
 
 def _stylegan2(dtype: torch.dtype, device: torch.device):
     sg2 = pytest.importorskip("lightning_gans.models.stylegan2")
+    sg2_d = pytest.importorskip("lightning_gans.models.stylegan2_discriminator")
     torch.manual_seed(0)
     G = sg2.Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=16, img_channels=3,
                       mapping_kwargs=dict(num_layers=2), channel_base=256, channel_max=32)
-    D = sg2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=256,
+    D = sg2_d.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=256,
                           channel_max=32)
     return G.to(device, dtype), D.to(device, dtype)
 

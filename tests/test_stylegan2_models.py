@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from helpers.parity_utils import parity_dir
 
-from lightning_gans.models.stylegan2 import Discriminator, Generator
+from lightning_gans.models.stylegan2 import Generator
+from lightning_gans.models.stylegan2_discriminator import Discriminator
 from lightning_gans.nn import MinibatchStdLayer, modulated_conv2d
 from lightning_gans.nn.layers import count_params
 
@@ -156,7 +157,7 @@ def test_parity_with_official_stylegan2_ada_outputs():
 
 def test_orig_discriminator_is_resnet_without_skips():
     """The official cifar D ('orig'): the same convs as 'resnet', no 1x1 skips, no sqrt(1/2)."""
-    from lightning_gans.models.stylegan2 import Discriminator
+    from lightning_gans.models.stylegan2_discriminator import Discriminator
 
     torch.manual_seed(0)
     kw = dict(img_resolution=32, channel_base=1024, channel_max=64, mbstd_group_size=2)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..checkpoint import atomic_save, file_sha256, load_weights
 from ..errors import CheckpointError
+from ..models.stylegan2_discriminator import Discriminator
 from . import rosinality as rosi
 from . import sg2ada, tf_stylegan, tf_stylegan2
 from . import stargan_v2 as sgv2
@@ -201,7 +202,7 @@ def load_official(path: str | os.PathLike, kind: str | None = None, resolution: 
         own_g = sg2ada.Generator(**G_kwargs).state_dict()
         g_sds = {n: rosi.g_to_ours(sd, own_g, f"{path} {r}") for n, (r, sd) in g_sds.items()}
         if d_sd is not None:
-            d_sd = rosi.d_to_ours(d_sd, sg2ada.Discriminator(**D_kwargs).state_dict(), hp["resolution"], f"{path} d")
+            d_sd = rosi.d_to_ours(d_sd, Discriminator(**D_kwargs).state_dict(), hp["resolution"], f"{path} d")
     imp.networks = sg2ada.build_networks(hp, g_sds, d_sd)
     if d_sd is None:
         imp.notes.append("no discriminator in the file: D is freshly initialized (seed 0)")

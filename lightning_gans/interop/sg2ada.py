@@ -17,7 +17,8 @@ import torch
 
 from .. import __version__
 from ..errors import CheckpointError
-from ..models.stylegan2 import Discriminator, Generator
+from ..models.stylegan2 import Generator
+from ..models.stylegan2_discriminator import Discriminator
 from .safe_pickle import PersistentRecord
 
 G_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CheckpointError
-from ..models.stylegan2 import Discriminator, Generator
+from ..models.stylegan2 import Generator
+from ..models.stylegan2_discriminator import Discriminator
 from . import sg2ada
 from .tf_pickle import TFNetwork, check_kwargs, fill_state_dict, in_out, kh_kw_in_out, network_kwargs
 

@@ -19,7 +19,8 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from ..augment import AdaController, AugmentPipe, freeze_discriminator
 from ..losses.stylegan2 import StyleGAN2Loss, lazy_adam_kwargs
-from ..models.stylegan2 import Discriminator, Generator, check_resolution
+from ..models.stylegan2 import Generator, check_resolution
+from ..models.stylegan2_discriminator import Discriminator
 from .base import GANModule
 from .common import adam, ema_beta, ema_update, set_requires_grad
 from .strategy import average_tensor_

@@ -35,8 +35,8 @@ from types import ModuleType
 
 import torch
 
-from ..errors import LGError
 from . import _lock
+from ._isa import BuildError, cpu_id, cpu_isa_flags, target_isa
 from ._lock import BuildLock
 
 log = logging.getLogger(__name__)
@@ -64,20 +64,11 @@ _CPU = dict(sources=("bind_cpu.cpp", "upfirdn2d.cpp", "bias_act.cpp", "scaled_bi
 # `z > 0 ? z : z * alpha` (the unused product could raise an FP exception flag), so below
 # AVX-512 (which has masked ops) those loops stay scalar: the bias_act forward ran 3x slower on
 # AVX2. The kernels never read FP exception flags; values and NaN/inf handling are unchanged.
-# The vector ISA the CPU kernels are built for (LG_CPU_ISA; default: the best the CPU has).
-CPU_ISAS = ("avx512", "avx2", "generic")
-# Extra flags after -march=native per target below the CPU's own ISA (an AVX2 build on an
-# AVX-512 CPU: what an AVX2-only machine such as an AMD EPYC Zen 2/3 compiles to).
-_ISA_LIMIT = {"avx2": ("-mno-avx512f",), "generic": ("-mno-avx512f", "-mno-avx2", "-mno-fma")}
 _CUDA = dict(sources=("bind_cuda.cpp", "upfirdn2d.cu", "upfirdn2d_tiled.cu", "bias_act.cu"),
              headers=("cuda_types.cuh",), cflags=("-O3",),
              cuda_cflags=("-O3", "-lineinfo"))
 LOCK_TIMEOUT_S = 900.0  # default of LG_LOCK_TIMEOUT: longest wait for another process's build
 _LIB_EXT = ".pyd" if os.name == "nt" else ".so"
-
-
-class BuildError(LGError, RuntimeError):
-    """The kernels could not be built or loaded; the message says why and where the log is."""
 
 
 LockTimeout = _lock.LockTimeout
@@ -138,56 +129,6 @@ def cuda_arch_list() -> str | None:
     return None
 
 
-def _cpu_id() -> str:
-    """A short hash of the CPU's feature flags (the -march=native build depends on them)."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return hashlib.sha1(line.encode()).hexdigest()[:12]
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags() -> set[str]:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def detected_isa() -> str:
-    """The best vector ISA of this CPU: 'avx512' (F+BW+VL), 'avx2' (with FMA) or 'generic'."""
-    flags = _cpu_flags()
-    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
-        return "avx512"
-    if {"avx2", "fma"} <= flags:
-        return "avx2"
-    return "generic"
-
-
-def target_isa() -> str:
-    """The ISA the CPU kernels are built for: $LG_CPU_ISA (avx512|avx2|generic, at most what the
-    CPU has), else detected_isa()."""
-    have = detected_isa()
-    want = (os.environ.get("LG_CPU_ISA") or "").strip().lower() or have
-    if want == "native":
-        want = have
-    if want not in CPU_ISAS:
-        raise BuildError(f"LG_CPU_ISA={want!r} is not one of {CPU_ISAS} (or 'native'); unset it "
-                         "to build for this CPU's best ISA")
-    if CPU_ISAS.index(want) < CPU_ISAS.index(have):
-        raise BuildError(f"LG_CPU_ISA={want} but this CPU only has {have}: the kernels would crash "
-                         f"with an illegal instruction; set LG_CPU_ISA={have} or unset it")
-    return want
-
-
-def cpu_isa_flags(isa: str) -> tuple[str, ...]:
-    """Compiler flags that limit a -march=native build to `isa`."""
-    return _ISA_LIMIT.get(isa, ()) if CPU_ISAS.index(isa) > CPU_ISAS.index(detected_isa()) else ()
-
-
 @dataclass(frozen=True)
 class ExtensionSpec:
     """What to compile: the sources, the flags, and the arch the binary is tied to."""
@@ -234,7 +175,7 @@ def spec_for(device_type: str) -> ExtensionSpec:
     if device_type == "cpu":
         isa = target_isa()
         common["cflags"] = tuple(common["cflags"]) + cpu_isa_flags(isa)
-        return ExtensionSpec("lg_ops_cpu", arch=_cpu_id(), isa=isa, **common)
+        return ExtensionSpec("lg_ops_cpu", arch=cpu_id(), isa=isa, **common)
     arch = cuda_arch_list()
     if not arch:
         raise BuildError("no GPU is visible and TORCH_CUDA_ARCH_LIST is not set: set it to the "

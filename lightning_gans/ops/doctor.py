@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import _jit
+from . import _isa, _jit
 from .bias_act import _KERNEL_DTYPES
 
 OPS = ("upfirdn2d", "bias_act")
@@ -78,9 +78,9 @@ def upfirdn2d_cuda_kernel() -> str:
 
 def cpu_isa() -> str:
     """The CPU's vector ISA, the one the CPU kernels target, and torch's own kernels' choice."""
-    have = _jit.detected_isa()
+    have = _isa.detected_isa()
     try:
-        target = _jit.target_isa()
+        target = _isa.target_isa()
     except _jit.BuildError as e:
         target = f"none: {e}"
     env = os.environ.get("LG_CPU_ISA")
