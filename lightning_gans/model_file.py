@@ -29,7 +29,7 @@ from .model_nets import (
     network_name,
 )
 
-__all__ = ["ModelFile", "describe", "LoadedGenerator", "LoadedStarGAN", "NETWORKS", "KINDS"]
+__all__ = ["ModelFile", "describe", "forget", "LoadedGenerator", "LoadedStarGAN", "NETWORKS", "KINDS"]
 
 KINDS = ("stylegan2", "stylegan", "stargan_v2")
 OURS = "lightning-gans"
@@ -147,6 +147,13 @@ def _read(path: Path, accepted: tuple[str, ...], resolution: int | None) -> Mode
     ckpt = convert.to_checkpoint(imp)
     return ModelFile(path, ckpt["converted_from"]["sha256"], imp.format, imp.kind, ckpt["model_config"], ckpt,
                      _built=dict(imp.networks))
+
+
+def forget() -> None:
+    """Drop the remembered file (its tensors): for the last reader of it in a long process, e.g.
+    init_from= at the start of a training run."""
+    global _last
+    _last = None
 
 
 def describe(path: str | os.PathLike, kinds: tuple[str, ...] | None = None, *, kind: str | None = None,

@@ -246,3 +246,14 @@ def test_a_mismatched_config_gives_the_shape_line(v2, sg, tmp_path):
     bad = atomic_save(ckpt, tmp_path / "sg_bad2.ckpt")
     with pytest.raises(CheckpointError, match="net_kwargs does not build a network .*colour"):
         describe(bad).stargan()
+
+
+def test_forget_drops_the_remembered_file(v2, reads):
+    """init_from= ends with forget(): a training process does not keep the checkpoint's tensors."""
+    describe(v2)
+    describe(v2)
+    assert len(reads) == 1 and model_file._last is not None
+    model_file.forget()
+    assert model_file._last is None
+    describe(v2)
+    assert len(reads) == 2

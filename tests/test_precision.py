@@ -16,14 +16,16 @@ N = 10  # checkpoint every N iterations, 2 N in all; the resumed run continues f
 COMMON = ["logger=csv", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
           f"callbacks.checkpoint.every_n_train_steps={N}", f"trainer.max_steps={2 * N}"]
 GANS = {
-    "stylegan2": (["experiment=demo", "callbacks.samples.every_n_steps=0", "model.r1_interval=4",
+    "stylegan2": (["experiment=demo", "callbacks.samples.every_n_steps=0", "model.r1_interval=4", "model.batch_size=4",
+                   "model.channel_base=512", "model.channel_max=16",
                    "model.pl_interval=2"], ("loss/G_main", "loss/D_main", "reg/r1_penalty", "reg/pl_penalty")),
     "stylegan": (["experiment=stylegan_demo", "callbacks.samples.every_n_steps=0", "model.fmap_base=64",
                   "model.fmap_max=16", "model.z_dim=32", "model.w_dim=32", "model.stable_kimg=0.032",
                   "model.fade_kimg=0.032", "model.minibatch_dict={8: 8, 16: 4, 32: 4}", "model.minibatch_base=4"],
                  ("loss/G_main", "loss/D_main")),
-    "stargan_v2": (["experiment=stargan_v2_demo", "callbacks.stargan_samples=null", "model.max_conv_dim=32",
-                    "model.batch_size=4", "model.ds_iter=20"], ("loss/G_ref", "loss/D_ref", "loss/G_latent")),
+    "stargan_v2": (["experiment=stargan_v2_demo", "callbacks.stargan_samples=null", "model.max_conv_dim=16",
+                    "model.base_dim=8", "model.style_dim=16", "model.latent_dim=8",
+                    "model.batch_size=2", "model.ds_iter=20"], ("loss/G_ref", "loss/D_ref", "loss/G_latent")),
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")

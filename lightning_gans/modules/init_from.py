@@ -27,7 +27,7 @@ def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str
     The architecture must match: a key whose shape differs (another resolution, width or
     label count) is an error naming it and both shapes.
     """
-    from ..model_file import describe  # ours and every official format, safely; cached per process
+    from ..model_file import describe, forget  # ours and every official format, safely; cached per process
 
     kind = getattr(module, "kind", None)
     resolution = module.hparams.get("resolution") if hasattr(module, "hparams") else None
@@ -50,4 +50,5 @@ def load_initial_weights(module: nn.Module, path: str | os.PathLike) -> list[str
     changed = resume_settings() if resume_settings is not None else []
     if changed:
         log.info("init_from=%s: %s (the official --resume settings)", path, ", ".join(changed))
+    forget()  # the run keeps its own copy: the checkpoint's tensors need not stay in memory
     return sorted(k for k in target if k not in weights)
