@@ -27,13 +27,14 @@ from .errors import CheckpointError, LGError
 from .ops._lock import pid_alive
 
 
-def _tensor_bytes(obj: Any) -> int:
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in obj (a tensor, or dicts/lists of them at any depth)."""
     if torch.is_tensor(obj):
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):
-        return sum(_tensor_bytes(v) for v in obj.values())
+        return sum(tensor_bytes(v) for v in obj.values())
     if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in obj)
+        return sum(tensor_bytes(v) for v in obj)
     return 0
 
 
@@ -68,7 +69,7 @@ def _write_error(e: OSError, path: Path, obj: Any) -> CheckpointError:
             free = shutil.disk_usage(path.parent).free
         except OSError:
             free = 0
-        need = _tensor_bytes(obj)
+        need = tensor_bytes(obj)
         return CheckpointError(
             f"no space left on the disk of {path.parent} (free {free / 2**20:.0f} MiB, this checkpoint "
             f"needs about {need / 2**20:.0f} MiB): free space there or point "
@@ -102,7 +103,7 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
             raise CheckpointError(
                 f"writing {path} failed ({str(e).splitlines()[0]}; {free / 2**20:.0f} MiB free on its "
-                f"disk, needs about {_tensor_bytes(obj) / 2**20:.0f} MiB): free space or write "
+                f"disk, needs about {tensor_bytes(obj) / 2**20:.0f} MiB): free space or write "
                 "elsewhere; the previous file is kept") from None
         raise
     finally:
@@ -234,6 +235,13 @@ def tensor_shapes(state: dict) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v)}
 
 
+def shape_differences(want: dict, have: dict) -> tuple[list[str], list[str], list[str]]:
+    """(keys of another shape, keys missing from `have`, keys `want` does not know) of two
+    name -> shape maps: what a module needs and what a file holds."""
+    return ([k for k in want if k in have and want[k] != have[k]], [k for k in want if k not in have],
+            [k for k in have if k not in want])
+
+
 def check_resume(module: torch.nn.Module, ckpt: dict, path: str | os.PathLike) -> None:
     """A resume (ckpt_path=) must build the model the checkpoint was trained as: one line naming
     both (instead of Lightning's list of every mismatched key) when it does not."""
@@ -242,9 +250,7 @@ def check_resume(module: torch.nn.Module, ckpt: dict, path: str | os.PathLike) -
         raise CheckpointError(f"ckpt_path={path} has no state_dict: not a training checkpoint of "
                               "lightning-gans (use init_from= for weights of other kinds)")
     want, have = tensor_shapes(module.state_dict()), tensor_shapes(state)
-    differ = [k for k in want if k in have and want[k] != have[k]]
-    missing = [k for k in want if k not in have]
-    unexpected = [k for k in have if k not in want]
+    differ, missing, unexpected = shape_differences(want, have)
     if not (differ or (missing and unexpected)):
         return  # the same architecture; only-missing / only-extra keys are Lightning's to judge
 

@@ -9,7 +9,6 @@ built module's state-dict shapes are then compared with the file's, and its weig
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Callable
@@ -19,11 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import file_sha256, nonfinite_tensors, tensor_shapes
+from .checkpoint import file_sha256, nonfinite_tensors, shape_differences, tensor_bytes, tensor_shapes
 from .errors import CheckpointError, ConfigError
 
 NETWORKS = ("G_ema", "G")
-_ALIASES = {"ema": "G_ema", "trained": "G"}  # transfer's former --network values
+_ALIASES = {"ema": "G_ema", "trained": "G"}  # transfer's former --network values (library callers)
 _GUARD_SLACK = 64 * 2**20
 
 
@@ -88,15 +87,11 @@ class _AllocationGuard(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def state_bytes(state: dict) -> int:
-    return sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
-
-
 def build_checked(build: Callable[[], nn.Module], state: dict, path: Path, what: str) -> nn.Module:
     """build() under the allocation guard, its shapes checked against `state` (the tensors it must
     load), then the weights loaded strictly; in eval mode without grads, on the CPU. `what`
     names the config part, e.g. "model_config G_kwargs"."""
-    have_bytes = state_bytes(state)
+    have_bytes = tensor_bytes(state)
     guard = _AllocationGuard(4 * have_bytes + _GUARD_SLACK)
     try:
         with guard:
@@ -110,9 +105,7 @@ def build_checked(build: Callable[[], nn.Module], state: dict, path: Path, what:
         raise CheckpointError(f"checkpoint {path}: its {what} does not build a network ({first}); "
                               "the file is damaged or hand-edited") from None
     want, have = tensor_shapes(module.state_dict()), tensor_shapes(state)
-    missing = [k for k in want if k not in have]
-    unexpected = [k for k in have if k not in want]
-    differ = [k for k in want if k in have and want[k] != have[k]]
+    differ, missing, unexpected = shape_differences(want, have)
     if missing or unexpected or differ:
         if differ:
             k = differ[0]
@@ -231,29 +224,13 @@ class LoadedStarGAN:
 STARGAN_NETS = (("G", "generator"), ("F", "mapping_network"), ("E", "style_encoder"))
 
 
-def _stargan_builder(key: str, kwargs: dict) -> Callable[[], nn.Module]:
-    """One of StarGAN v2's networks from net_kwargs (models.stargan_v2.build_networks' keywords),
-    without building the other three."""
-    from .models import stargan_v2 as sg
-
-    def build() -> nn.Module:
-        a = inspect.signature(sg.build_networks).bind(**kwargs)
-        a.apply_defaults()
-        k = a.arguments
-        if key == "generator":
-            return sg.Generator(k["img_size"], k["style_dim"], k["max_conv_dim"], k["w_hpf"], k["dim_in"])
-        if key == "mapping_network":
-            return sg.MappingNetwork(k["latent_dim"], k["style_dim"], k["num_domains"])
-        return sg.StyleEncoder(k["img_size"], k["style_dim"], k["num_domains"], k["max_conv_dim"], k["dim_in"])
-
-    return build
-
-
 def build_stargan(ckpt: dict, config: dict, network: str, path: Path, sha256: str,
                   device: torch.device | str = "cpu", fan_weights=None,
                   built: dict[str, nn.Module] | None = None) -> LoadedStarGAN:
     """G/F/E (network "G_ema": the EMA copies) of a StarGAN v2 checkpoint; a w_hpf > 0 model also
     loads the FAN from fan_weights (None: $LG_FAN_WEIGHTS). `built`: modules a conversion made."""
+    from .models.stargan_v2 import build_network
+
     kwargs = dict(config.get("net_kwargs") or {})
     hparams = ckpt.get("hyper_parameters") or {}
     state = ckpt.get("state_dict") or {}
@@ -276,7 +253,8 @@ def build_stargan(ckpt: dict, config: dict, network: str, path: Path, sha256: st
         weights = weights_of(state, attr + suffix, path, other)
         pre = (built or {}).get(attr + suffix)
         nets[attr] = (pre.eval().requires_grad_(False) if pre is not None else
-                      build_checked(_stargan_builder(key, kwargs), weights, path, "model_config net_kwargs"))
+                      build_checked(lambda key=key: build_network(key, **kwargs), weights, path,
+                                    "model_config net_kwargs"))
     G, F, E = (nets[a].to(device) for a, _ in STARGAN_NETS)
     names = ckpt.get("domain_names") or hparams.get("domain_names") or []
     return LoadedStarGAN(G=G, F=F, E=E, img_size=G.img_size, num_domains=F.num_domains, latent_dim=F.latent_dim,

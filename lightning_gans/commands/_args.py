@@ -9,9 +9,8 @@ import math
 import sys
 
 from ..errors import ConfigError
-
-NETWORKS = ("G_ema", "G")
-NOISE_MODES = ("const", "random", "none")
+from ..model_nets import NETWORKS
+from ..synthesis.common import NOISE_MODES
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

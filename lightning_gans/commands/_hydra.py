@@ -19,6 +19,15 @@ def wants_help(argv: list[str]) -> bool:
     return any(a in HELP_FLAGS for a in argv)
 
 
+def refuse_flags(overrides: list[str], job_name: str) -> None:
+    """A --flag among key=value overrides is one line naming the key=value to write instead."""
+    flags = [a for a in overrides if a.startswith("-")]
+    if flags:
+        key = flags[0].lstrip("-").split("=", 1)[0].replace("-", "_")
+        raise ConfigError(f"{flags[0]}: `lightning-gans {job_name}` takes key=value overrides, e.g. {key}=... "
+                          f"(see `lightning-gans {job_name} --help`)")
+
+
 def compose(config_name: str, overrides: list[str], job_name: str, folder: Path | None = None) -> DictConfig:
     """<folder or the train conf>/<config_name>.yaml with `overrides` applied; a bad key or value
     is one line. The confs of commands (evaluate, finetune: COMMANDS_FOLDER) are a Hydra root of
@@ -30,10 +39,7 @@ def compose(config_name: str, overrides: list[str], job_name: str, folder: Path 
     from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
-    flags = [a for a in overrides if a.startswith("-")]
-    if flags:
-        raise ConfigError(f"{flags[0]}: `lightning-gans {job_name}` takes key=value overrides "
-                          f"(see `lightning-gans {job_name} --help`)")
+    refuse_flags(overrides, job_name)
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(folder or config_dir()), job_name=job_name):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
@@ -41,15 +47,17 @@ def compose(config_name: str, overrides: list[str], job_name: str, folder: Path 
         raise ConfigError(f"{job_name}: {one_line(e)} (see `lightning-gans {job_name} --help`)") from None
 
 
-def keys_help(cfg: DictConfig, helps: dict[str, str]) -> str:
-    """One line per top-level key: key=default, and its help."""
+def usage(name: str, doc: str, helps: dict[str, str], example: str, more: str = "") -> str:
+    """--help of a command with a conf of its own: its docstring, every key of
+    commands/conf/<name>.yaml with its default and help (plus `more` lines), one example."""
     rows = []
-    for key in cfg:
-        value = OmegaConf.to_container(cfg, resolve=False)[key]
+    for key, value in conf_defaults(name).items():
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else \
             str(value).replace(" ", "")
         rows.append(f"  {key + '=' + shown:<28} {helps.get(str(key), '')}".rstrip())
-    return "\n".join(rows)
+    keys = "\n".join(rows + ([more] if more else []))
+    return (f"{doc.strip()}\n\nkeys (commands/conf/{name}.yaml; key=default):\n{keys}\n\n"
+            f"example:\n  {example}")
 
 
 # ------------------------------------------------ a command's own conf (evaluate, finetune)
@@ -83,12 +91,8 @@ def options(name: str, overrides: list[str], types: dict[str, type]) -> dict[str
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    refuse_flags(overrides, name)
     known = list(conf_defaults(name))
-    flags = [t for t in overrides if t.startswith("-")]
-    if flags:
-        key = flags[0].lstrip("-").split("=", 1)[0].replace("-", "_")
-        raise ConfigError(f"{flags[0]}: `lightning-gans {name}` takes key=value overrides, e.g. {key}=... "
-                          f"(see `lightning-gans {name} --help`)")
     for token in overrides:
         if "=" not in token:
             raise ConfigError(f"{name}: {token!r} is not key=value (see `lightning-gans {name} --help`)")

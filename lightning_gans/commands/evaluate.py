@@ -58,12 +58,7 @@ TYPES: dict[str, type] = {
 
 
 def usage() -> str:
-    """The docstring, every key with its default and help, and one example."""
-    from omegaconf import OmegaConf
-
-    keys = _hydra.keys_help(OmegaConf.create(_hydra.conf_defaults(NAME)), HELP)
-    return (f"{__doc__.strip()}\n\nkeys (commands/conf/{NAME}.yaml; key=default):\n{keys}\n\n"
-            f"example:\n  {EXAMPLE}")
+    return _hydra.usage(NAME, __doc__, HELP, EXAMPLE)
 
 
 def _quoted(path: str) -> str:

@@ -32,23 +32,14 @@ TYPES: dict[str, type] = {"photos": str, "from": str, "out": str, "kimg": float,
 
 
 def usage() -> str:
-    """The docstring, every key with its default and help, and one example."""
-    from omegaconf import OmegaConf
-
-    keys = _hydra.keys_help(OmegaConf.create(_hydra.conf_defaults(NAME)), HELP)
-    return (f"{__doc__.strip()}\n\nkeys (commands/conf/{NAME}.yaml; key=default):\n{keys}\n"
-            f"  ...                          any train override, e.g. trainer.accelerator=gpu model.lr=0.002\n\n"
-            f"example:\n  {EXAMPLE}")
+    return _hydra.usage(NAME, __doc__, HELP, EXAMPLE, more="  ...                          any train "
+                        "override, e.g. trainer.accelerator=gpu model.lr=0.002")
 
 
 def split(argv: list[str]) -> tuple[list[str], list[str]]:
     """(finetune's own key=value overrides, the train overrides): by the key each one sets."""
+    _hydra.refuse_flags(argv, NAME)  # e.g. --photos of earlier versions: says photos=...
     own = set(TYPES)
-    for token in argv:
-        flag = token.lstrip("-").split("=", 1)[0]
-        if token.startswith("--") and flag in own:  # the argparse style of earlier versions
-            raise ConfigError(f"{token}: finetune takes key=value, e.g. {flag}=... (see `lightning-gans "
-                              "finetune --help`)")
     mine = [t for t in argv if _hydra.override_key(t) in own]
     return mine, [t for t in argv if t not in mine]
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ConfigError
+from ..model_nets import NETWORKS
 from ..pretrained.lpips import load_lpips
 from .dataset_stats import list_source
 from .generated import (
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # the reader is imported when a checkpoint is evaluated (call
 
 KINDS = ("stylegan", "stylegan2", "stargan_v2")
 STARGAN_METRICS = ("latent", "reference")
-NETWORKS = ("G_ema", "G")
 
 
 @dataclass(frozen=True)

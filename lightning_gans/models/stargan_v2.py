@@ -25,6 +25,7 @@ __all__ = [
     "build_networks",
     "he_init_",
     "NETWORK_NAMES",
+    "build_network",
 ]
 
 NETWORK_NAMES = ("generator", "mapping_network", "style_encoder", "discriminator")
@@ -299,6 +300,28 @@ def he_init_(module: nn.Module) -> nn.Module:
     return module
 
 
+def build_network(
+    name: str,
+    img_size: int = 256,
+    style_dim: int = 64,
+    latent_dim: int = 16,
+    num_domains: int = 2,
+    w_hpf: float = 1,
+    max_conv_dim: int = 512,
+    dim_in: int | None = None,
+) -> nn.Module:
+    """One of the four networks (a NETWORK_NAMES key), default-initialized, without the others."""
+    if name == "generator":
+        return Generator(img_size, style_dim, max_conv_dim, w_hpf, dim_in)
+    if name == "mapping_network":
+        return MappingNetwork(latent_dim, style_dim, num_domains)
+    if name == "style_encoder":
+        return StyleEncoder(img_size, style_dim, num_domains, max_conv_dim, dim_in)
+    if name == "discriminator":
+        return Discriminator(img_size, num_domains, max_conv_dim, dim_in)
+    raise ValueError(f"unknown StarGAN v2 network {name!r}; one of {NETWORK_NAMES}")
+
+
 def build_networks(
     img_size: int = 256,
     style_dim: int = 64,
@@ -315,12 +338,8 @@ def build_networks(
     he_init=True applies the official training init (`he_init_`); the official trainer takes
     its EMA copies *before* that init, so its EMA nets start from PyTorch's default init.
     """
-    nets: dict[str, nn.Module] = {
-        "generator": Generator(img_size, style_dim, max_conv_dim, w_hpf, dim_in),
-        "mapping_network": MappingNetwork(latent_dim, style_dim, num_domains),
-        "style_encoder": StyleEncoder(img_size, style_dim, num_domains, max_conv_dim, dim_in),
-        "discriminator": Discriminator(img_size, num_domains, max_conv_dim, dim_in),
-    }
+    sizes = (img_size, style_dim, latent_dim, num_domains, w_hpf, max_conv_dim, dim_in)
+    nets = {name: build_network(name, *sizes) for name in NETWORK_NAMES}
     if he_init:
         for net in nets.values():
             he_init_(net)

@@ -1,8 +1,7 @@
-"""Shared pieces of the synthesis commands: seed ranges, latent files, labels, output folders, flags."""
+"""Shared pieces of the synthesis commands: seed ranges, latent files, labels, output folders."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import torch
 from ..errors import DataError, LGError
 from ..models.latents import seeds_to_z
 from ..models.stylegan2 import Generator
-from . import content_credentials
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -118,59 +116,6 @@ def load_latent(path: str | os.PathLike, G: Generator | None = None) -> torch.Te
                             f"[N, {G.num_ws}, {G.w_dim}] (project with the same checkpoint)")
         w = w.expand(-1, G.num_ws, -1).to(G.mapping.w_avg.device)
     return w
-
-
-def add_common_args(p: argparse.ArgumentParser, seeds: bool = True) -> None:
-    """Flags every StyleGAN2 synthesis command shares."""
-    p.add_argument("ckpt", help="checkpoint written by `lightning-gans train` (StyleGAN2)")
-    p.add_argument("--network", default="G_ema", choices=["G_ema", "G"], help="which generator (default G_ema)")
-    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1 = none, 0 = mean face)")
-    p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N ws")
-    p.add_argument("--class", dest="class_idx", type=int, default=None, help="class index (conditional G)")
-    p.add_argument("--noise", default="const", choices=NOISE_MODES, help="noise inputs (default const)")
-    p.add_argument("--outdir", default="out", help="output folder (created)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch", type=int, default=16, help="images per forward pass")
-    add_output_args(p)
-
-
-def add_output_args(p: argparse.ArgumentParser) -> None:
-    """--sign-key/--sign-cert/--no-watermark: how every synthesis command marks its outputs."""
-    g = p.add_argument_group("content credentials (C2PA) and watermark")
-    g.add_argument("--sign-key", default=None,
-                   help="PEM private key (EC or RSA) for the C2PA manifest (env LG_SIGN_KEY; default: the "
-                        "installation's test certificate under $LG_CACHE_DIR/c2pa)")
-    g.add_argument("--sign-cert", default=None, help="PEM certificate chain, leaf first (env LG_SIGN_CERT)")
-    g.add_argument("--no-watermark", action="store_true",
-                   help="embed no invisible watermark (recorded in the metadata and manifest)")
-
-
-def parse_args(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """p.parse_args, then set how this run signs and watermarks its outputs (add_output_args flags)."""
-    a = p.parse_args(argv)
-    check_numbers(a)
-    content_credentials.configure(a.sign_key, a.sign_cert, watermark=not a.no_watermark)
-    return a
-
-
-def check_numbers(a: argparse.Namespace) -> None:
-    """Issue 19: numeric flags that would silently give wrong or no output. Errors for the
-    impossible ones, a warning for a truncation psi far outside [0, 1]."""
-    import math
-    import sys
-
-    psi = getattr(a, "truncation", None)
-    if psi is not None:
-        if not math.isfinite(psi):
-            raise SynthesisError(f"--truncation {psi}: give a finite number (1 = none, 0.7 typical)")
-        if psi < 0 or psi > 1.5:
-            print(f"warning: --truncation {psi:g} extrapolates {'through and past' if psi < 0 else 'away from'} "
-                  "the average face; outputs are usually broken (usual range 0.5..1)", file=sys.stderr)
-    for flag, attr, low in (("--truncation-cutoff", "truncation_cutoff", 0), ("--batch", "batch", 1),
-                            ("--grid-cols", "grid_cols", 1)):
-        value = getattr(a, attr, None)
-        if value is not None and value < low:
-            raise SynthesisError(f"{flag} {value} is not valid: give an integer >= {low}")
 
 
 def run_synthesis(G: Generator, ws: torch.Tensor, noise_mode: str = "const", batch: int = 16) -> torch.Tensor:
