@@ -139,10 +139,30 @@ def official_modules(path: str):
 
 
 def official_cuda_ops(path: str) -> dict:
-    """Build (or load) the official CUDA ops as its training loop does; whether each one works."""
+    """Build (or load) the official CUDA ops as its training loop does; whether each one works.
+
+    Its plugin loader builds with torch.utils.cpp_extension.load and then imports the module by
+    name, which torch did register in sys.modules when that code was written and no longer does
+    (the build succeeds, the import fails and it falls back to its slow reference ops). Here
+    load() registers what it returns, as it used to; the official code itself is untouched."""
+    import sys
+
+    import torch.utils.cpp_extension as cpp
+
+    real_load = cpp.load
+
+    def load(*args, **kwargs):
+        module = real_load(*args, **kwargs)
+        sys.modules.setdefault(kwargs.get("name") or args[0], module)
+        return module
+
     *_, (bias_act, upfirdn2d, conv2d_gradfix) = official_modules(path)
     conv2d_gradfix.enabled = True  # as training_loop.py sets it
-    return {"bias_act": bool(bias_act._init()), "upfirdn2d": bool(upfirdn2d._init())}
+    cpp.load = load
+    try:
+        return {"bias_act": bool(bias_act._init()), "upfirdn2d": bool(upfirdn2d._init())}
+    finally:
+        cpp.load = real_load
 
 
 def official_phases(path: str, cfg: dict, device: torch.device):
@@ -294,8 +314,16 @@ def main() -> None:
                    help="our op paths to time (default: ref and compiled on the CPU, compiled on CUDA); "
                         "the last one is compared with the official code")
     p.add_argument("--official", metavar="DIR", help="also time a stylegan2-ada-pytorch checkout")
+    p.add_argument("--official-build-only", action="store_true",
+                   help="only build the official CUDA ops into its cache (gpu_check.sh does this beside "
+                        "our build, so the timed runs load them) and print whether each one works")
     args = p.parse_args()
     cuda = args.device.type == "cuda"
+    if args.official_build_only:
+        if not args.official:
+            p.error("--official-build-only needs --official DIR")
+        print(json.dumps({"official_cuda_ops": official_cuda_ops(args.official)}))
+        return
     if args.modes is None:
         args.modes = ["compiled"] if cuda else ["ref", "compiled"]
     configs = args.configs or (list(CONFIGS) if cuda else ["custom"])

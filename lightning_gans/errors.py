@@ -102,3 +102,7 @@ def check_env() -> None:
     if mode not in ("ref", "compiled", "auto"):
         raise ConfigError(f"LG_OPS={os.environ['LG_OPS']!r} is not valid: use ref, compiled or auto "
                           "(or unset it)")
+    kernel = (os.environ.get("LG_UPFIRDN2D") or "direct").strip().lower()
+    if kernel not in ("direct", "tiled"):  # ops.upfirdn2d.CUDA_KERNELS (errors imports nothing of ours)
+        raise ConfigError(f"LG_UPFIRDN2D={os.environ['LG_UPFIRDN2D']!r} is not valid: use direct or tiled "
+                          "(or unset it)")

@@ -390,13 +390,14 @@ def test_nan_weights_and_latents_refused(tmp_path, capsys, gen_ckpt):
     ("model.mbstd_group_size=3", "model.mbstd_group_size=3"),
     ("data=shards", "data.shards=DIR"),
     ("LG_OPS=fast", "LG_OPS='fast'"),
+    ("LG_UPFIRDN2D=fast", "LG_UPFIRDN2D='fast'"),
 ])
 def test_wrong_config_values_are_one_line(tmp_path, capsys, monkeypatch, bad, must):
     cache = tmp_path / "cache"
     monkeypatch.setenv("LG_CACHE_DIR", str(cache))
     args = [bad]
-    if bad.startswith("LG_OPS="):
-        monkeypatch.setenv("LG_OPS", "fast")
+    if bad.startswith("LG_"):  # an environment variable
+        monkeypatch.setenv(*bad.split("="))
         args = []
     rc, err = run_cli(capsys, "train", *FAST, *args, f"hydra.run.dir={tmp_path}/run")
     line = one_error_line(rc, err, must)

@@ -14,6 +14,7 @@ from lightning_gans.checkpoint import safe_load
 from lightning_gans.commands.convert import main as convert_main
 from lightning_gans.errors import CheckpointError
 from lightning_gans.interop import load_official, sg2ada
+from lightning_gans.interop.convert import to_checkpoint
 
 TINY = dict(resolution=16, z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32,
             mapping_lr_multiplier=0.02, w_avg_beta=0.99)
@@ -95,3 +96,39 @@ def test_kwargs_json_path_beside_files_and_inside_folders(tmp_path):
     assert sg2ada.kwargs_json_path(tmp_path / "folder") == tmp_path / "folder" / "kwargs.json"
     assert sg2ada.kwargs_json_path(tmp_path / "G_ema.npz") == tmp_path / "G_ema.kwargs.json"
     assert sg2ada.kwargs_json_path(tmp_path / "net.pt") == tmp_path / "net.kwargs.json"
+
+
+@pytest.mark.parametrize("keep_json", [True, False], ids=["json", "no-json"])
+def test_orig_discriminator_round_trips(tmp_path, keep_json):
+    """The cifar preset's 'orig' D (no skip convs) comes back as 'orig' from an export, from the
+    kwargs JSON or, without it, from the missing skip tensors, and computes what it did."""
+    src, ckpt = _ours(tmp_path, d_architecture="orig", conv_clamp=None, num_fp16_res=0)
+    out = tmp_path / "official.pt"
+    assert convert_main([str(src), str(out), "--to", "official-state-dict"]) == 0
+    assert json.loads((tmp_path / "official.kwargs.json").read_text())["D"]["init_kwargs"]["architecture"] == "orig"
+    if not keep_json:
+        (tmp_path / "official.kwargs.json").unlink()
+    imp = load_official(out, conv_clamp=None)  # without the JSON: the conv_clamp the run had
+    back = to_checkpoint(imp)
+    assert back["hyper_parameters"]["d_architecture"] == "orig"
+    assert back["model_config"]["D_kwargs"]["architecture"] == "orig"
+    from lightning_gans.models.stylegan2_discriminator import Discriminator
+
+    D0, D1 = Discriminator(**ckpt["model_config"]["D_kwargs"]), imp.networks["D"]
+    D0.load_state_dict({k[2:]: v for k, v in ckpt["state_dict"].items() if k.startswith("D.")})
+    assert not any(".skip." in k for k in D1.state_dict())
+    x = torch.randn(4, 3, TINY["resolution"], TINY["resolution"], generator=torch.Generator().manual_seed(1))
+    assert torch.equal(D0(x, None), D1(x, None))
+
+
+def test_official_d_architectures():
+    """An official pickle's D kwargs: 'resnet' and 'orig' import, 'skip' is refused in one line."""
+    G = dict(z_dim=32, w_dim=32, img_resolution=16, mapping_kwargs=dict(num_layers=2),
+             synthesis_kwargs=dict(channel_base=256, channel_max=32))
+    D = dict(img_resolution=16, channel_base=256, channel_max=32)
+    assert "d_architecture" not in sg2ada.hparams_from_official(G, {**D, "architecture": "resnet"})
+    hp = sg2ada.hparams_from_official(G, {**D, "architecture": "orig"})
+    assert hp["d_architecture"] == "orig" and sg2ada.module_kwargs(hp)[1]["architecture"] == "orig"
+    assert sg2ada.hparams_from_official(*(lambda k: (k["G"], k["D"]))(sg2ada.official_kwargs(hp))) == hp
+    with pytest.raises(CheckpointError, match="architecture='skip'"):
+        sg2ada.hparams_from_official(G, {**D, "architecture": "skip"})

@@ -257,3 +257,18 @@ def test_forget_drops_the_remembered_file(v2, reads):
     assert model_file._last is None
     describe(v2)
     assert len(reads) == 2
+
+
+def test_an_edited_kwargs_json_beside_a_state_dict_is_read_again(v2, tmp_path):
+    """A bare official state dict takes num_fp16_res from NAME.kwargs.json: editing that file
+    (not the .pt) must not give the remembered description back."""
+    out = tmp_path / "official.pt"
+    assert cli_main(["convert", str(v2), str(out), "--to", "official-state-dict"]) == 0
+    side = tmp_path / "official.kwargs.json"
+    first = describe(out).config["G_kwargs"]["num_fp16_res"]
+    rec = json.loads(side.read_text())
+    for kw in (rec["G"]["init_kwargs"]["synthesis_kwargs"], rec["G_ema"]["init_kwargs"]["synthesis_kwargs"],
+               rec["D"]["init_kwargs"]):
+        kw["num_fp16_res"] = first + 1
+    side.write_text(json.dumps(rec))
+    assert describe(out).config["G_kwargs"]["num_fp16_res"] == first + 1

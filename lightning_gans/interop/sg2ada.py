@@ -18,7 +18,7 @@ import torch
 from .. import __version__
 from ..errors import CheckpointError
 from ..models.stylegan2 import Generator
-from ..models.stylegan2_discriminator import Discriminator
+from ..models.stylegan2_discriminator import D_ARCHITECTURES, Discriminator
 from .safe_pickle import PersistentRecord
 
 G_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
@@ -100,7 +100,10 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
         # One num_fp16_res drives G and D here (the official train.py sets both alike); the
         # generator's wins where a pickle differs: only the compute dtype of D's blocks changes.
         del dm
-        checks = {"architecture": (dt["architecture"], "resnet"), "activation": (bk["activation"], "lrelu"),
+        if dt["architecture"] not in D_ARCHITECTURES:
+            raise CheckpointError(f"the discriminator uses architecture={dt['architecture']!r}; here it must be "
+                                  f"one of {list(D_ARCHITECTURES)} (the official 'skip' D is not implemented)")
+        checks = {"activation": (bk["activation"], "lrelu"),
                   "resample_filter": (list(bk["resample_filter"]), DEFAULT_FILTER),
                   "epilogue activation": (ek["activation"], "lrelu"),
                   "img_resolution": (dt["img_resolution"], hp["resolution"]), "c_dim": (dt["c_dim"], hp["c_dim"]),
@@ -115,6 +118,8 @@ def hparams_from_official(G_kwargs: dict, D_kwargs: dict | None, name: str = "sg
                 raise CheckpointError(f"the discriminator uses {what}={got!r}; here it must be {want!r} "
                                       "(same as the generator / the implemented architecture)")
         hp.update(mbstd_group_size=ek["mbstd_group_size"], mbstd_num_channels=ek["mbstd_num_channels"])
+        if dt["architecture"] != "resnet":  # StyleGAN2Module's d_architecture (the cifar preset's 'orig')
+            hp["d_architecture"] = dt["architecture"]
     return hp
 
 
@@ -135,6 +140,8 @@ def module_kwargs(hp: dict) -> tuple[dict, dict]:
         mbstd_group_size=hp["mbstd_group_size"], mbstd_num_channels=hp["mbstd_num_channels"],
         **precision,
     )
+    if hp.get("d_architecture", "resnet") != "resnet":  # as StyleGAN2Module adds it
+        D_kwargs["architecture"] = hp["d_architecture"]
     return G_kwargs, D_kwargs
 
 
@@ -149,8 +156,8 @@ def official_kwargs(hp: dict) -> dict[str, dict]:
              mapping_kwargs=dict(num_layers=hp["mapping_layers"], lr_multiplier=hp["mapping_lr_multiplier"],
                                  w_avg_beta=hp["w_avg_beta"]),
              synthesis_kwargs=dict(common))
-    D = dict(c_dim=hp["c_dim"], img_resolution=hp["resolution"], img_channels=hp["img_channels"], **common,
-             block_kwargs={}, mapping_kwargs={},
+    D = dict(c_dim=hp["c_dim"], img_resolution=hp["resolution"], img_channels=hp["img_channels"],
+             architecture=hp.get("d_architecture", "resnet"), **common, block_kwargs={}, mapping_kwargs={},
              epilogue_kwargs=dict(mbstd_group_size=hp["mbstd_group_size"],
                                   mbstd_num_channels=hp["mbstd_num_channels"]))
     return {"G": G, "D": D}
@@ -194,6 +201,13 @@ def hparams_from_state_dicts(G_sd: dict, D_sd: dict | None, conv_clamp: float | 
         if "b4.conv.weight" not in D_sd:
             raise CheckpointError("not a StyleGAN2-ADA discriminator state dict (no b4.conv.weight)")
         hp["mbstd_num_channels"] = D_sd["b4.conv.weight"].shape[1] - D_sd["b4.conv.weight"].shape[0]
+        # 'resnet' blocks hold a 1x1 skip conv, 'orig' (the cifar config's) none; 'skip' has a
+        # fromrgb in every block, which is not implemented here.
+        if any(re.fullmatch(r"b\d+\.fromrgb\.weight", k) for k in D_sd if k != f"b{hp['resolution']}.fromrgb.weight"):
+            raise CheckpointError("the discriminator has a fromrgb in more than its first block (the official "
+                                  "'skip' D); only 'resnet' and 'orig' are implemented")
+        if hp["resolution"] > 4 and not any(re.fullmatch(r"b\d+\.skip\.weight", k) for k in D_sd):
+            hp["d_architecture"] = "orig"
     return hp
 
 
