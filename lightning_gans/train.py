@@ -241,6 +241,11 @@ def _fit(cfg: DictConfig, extra_callbacks: list | None = None) -> dict:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=[AtomicCheckpointIO()]
     )
+    if str(trainer.precision) == "bf16-mixed" and trainer.strategy.root_device.type == "cpu" and trainer.is_global_zero:
+        from lightning_gans.nn.precision import cpu_bf16_slow_note
+
+        if note := cpu_bf16_slow_note():
+            log.warning(note)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         OmegaConf.save(OmegaConf.create(resolved), run_dir / "config.yaml")

@@ -21,4 +21,8 @@ if [ "${1:-}" = "--dev" ]; then
 else
   pip install -q -e .
 fi
+# The CPU kernels (csrc/, C++ and OpenMP) build once now rather than stalling the first training
+# run or test (~50 s on 2 cores); a failed build is said here, and the ops then use the reference.
+# CUDA kernels build on a GPU machine (`lightning-gans doctor --build` there) or on first use.
+python -m lightning_gans doctor --build | grep -E '^  (cpu|cuda):' || echo "warning: kernel build failed (lightning-gans doctor --build says why)"
 echo "environment ready: $(python -c 'import torch, pytorch_lightning as pl; print(f"torch {torch.__version__}, lightning {pl.__version__}")')"

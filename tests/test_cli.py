@@ -144,6 +144,22 @@ def test_bash_completion_completes_commands_and_train_overrides():
     assert script.rstrip().endswith("-F hydra_bash_completion lightning-gans")
 
 
+def test_completion_and_cfg_do_not_import_torch():
+    """Every TAB press runs a query: it and --cfg compose the config without Lightning and torch
+    (importing them took ~10 s a press on a 2-core machine)."""
+    import os
+
+    code = ("import sys; from lightning_gans.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch' in sys.modules, 'pytorch_lightning' in sys.modules, file=sys.stderr)")
+    line = "lightning-gans train model=pa"
+    for args, env in ((["-sc", "query=bash"], {"COMP_LINE": line, "COMP_POINT": str(len(line))}),
+                      (["train", "--cfg", "job", "model=paper256"], {})):
+        out = subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=120)
+        assert out.stderr.strip().splitlines()[-1] == "False False", (args, out.stderr[-500:])
+        assert "paper256" in out.stdout
+
+
 def test_long_commands_show_a_bar_on_a_terminal_only(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
