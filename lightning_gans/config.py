@@ -27,6 +27,14 @@ def config_dir() -> Path:
     )
 
 
+def hydra_train_main():
+    """hydra.main of the train app: train.train_app, and commands/train's config-only app for
+    completion, --cfg and --help."""
+    import hydra
+
+    return hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+
+
 def _world(devices, num_nodes) -> int:
     try:
         d = int(devices)

@@ -95,14 +95,18 @@ def refuse_overwrite(output: str | os.PathLike, inputs, what: str = "output") ->
     return out
 
 
+# The environment variables with a fixed set of values (the first is the default when unset): the
+# ops read them through here (ops/_jit.MODES, ops/upfirdn2d.CUDA_KERNELS) and check_env checks them.
+ENV_CHOICES: dict[str, tuple[str, ...]] = {
+    "LG_OPS": ("auto", "ref", "compiled"),
+    "LG_UPFIRDN2D": ("direct", "tiled"),
+}
+
+
 def check_env() -> None:
     """Environment variables the project reads, checked up front (one line instead of a traceback
     from deep inside an op)."""
-    mode = (os.environ.get("LG_OPS") or "auto").strip().lower()
-    if mode not in ("ref", "compiled", "auto"):
-        raise ConfigError(f"LG_OPS={os.environ['LG_OPS']!r} is not valid: use ref, compiled or auto "
-                          "(or unset it)")
-    kernel = (os.environ.get("LG_UPFIRDN2D") or "direct").strip().lower()
-    if kernel not in ("direct", "tiled"):  # ops.upfirdn2d.CUDA_KERNELS (errors imports nothing of ours)
-        raise ConfigError(f"LG_UPFIRDN2D={os.environ['LG_UPFIRDN2D']!r} is not valid: use direct or tiled "
-                          "(or unset it)")
+    for name, choices in ENV_CHOICES.items():
+        if (os.environ.get(name) or choices[0]).strip().lower() not in choices:
+            raise ConfigError(f"{name}={os.environ[name]!r} is not valid: use {', '.join(choices[:-1])} or "
+                              f"{choices[-1]} (or unset it)")

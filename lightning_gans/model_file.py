@@ -119,10 +119,12 @@ _last: tuple[tuple, ModelFile] | None = None  # the one-entry cache: (file ident
 def _identity(path: Path) -> tuple:
     """What makes a described file the same file: path, and size + mtime of it (of a folder: of its
     files; of a file: of the NAME.kwargs.json beside it too, which an official state dict's import reads)."""
+    from .interop.sg2ada import kwargs_json_path
+
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file())
     else:
-        files = [path] + [p for p in [path.with_suffix(".kwargs.json")] if p != path and p.is_file()]
+        files = [path, *(p for p in [kwargs_json_path(path)] if p.is_file())]
     return (str(path),) + tuple((f.name, st.st_mtime_ns, st.st_size) for f in files for st in [f.stat()])
 
 

@@ -14,7 +14,6 @@ import os
 import warnings
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_gans.callbacks.requeue import SyncedRequeue
 from lightning_gans.checkpoint import safe_load
-from lightning_gans.config import config_dir, register_resolvers, slurm_job_key
+from lightning_gans.config import hydra_train_main, register_resolvers, slurm_job_key
 from lightning_gans.errors import ConfigError, UserExit, find_user_error
 
 register_resolvers()
@@ -286,7 +285,7 @@ def _route_lightning_logs() -> None:
         lg.propagate = True
 
 
-@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+@hydra_train_main()
 def train_app(cfg: DictConfig) -> dict:
     # The report is each job's return value, which a multirun's launcher collects (the result of
     # a submitit job on Slurm).

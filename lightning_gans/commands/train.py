@@ -37,13 +37,11 @@ NO_RUN_FLAGS = {"-sc", "--shell-completion", "-c", "--cfg", "-h", "--help", "--h
 def _config_app():
     """The train app's config, flags and help, with a task function that imports the real one
     only if Hydra does run the job after all."""
-    import hydra
-
-    from ..config import config_dir, register_resolvers
+    from ..config import hydra_train_main, register_resolvers
 
     register_resolvers()
 
-    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+    @hydra_train_main()
     def train_app(cfg):
         from ..train import train_app as real
 

@@ -322,24 +322,15 @@ def build_network(
     raise ValueError(f"unknown StarGAN v2 network {name!r}; one of {NETWORK_NAMES}")
 
 
-def build_networks(
-    img_size: int = 256,
-    style_dim: int = 64,
-    latent_dim: int = 16,
-    num_domains: int = 2,
-    w_hpf: float = 1,
-    max_conv_dim: int = 512,
-    dim_in: int | None = None,
-    *,
-    he_init: bool = True,
-) -> dict[str, nn.Module]:
-    """The four trained networks, keyed by their official checkpoint names (NETWORK_NAMES).
+def build_networks(*sizes, he_init: bool = True, **named_sizes) -> dict[str, nn.Module]:
+    """The four trained networks, keyed by their official checkpoint names (NETWORK_NAMES); the
+    sizes are build_network's (img_size, style_dim, latent_dim, num_domains, w_hpf, max_conv_dim,
+    dim_in), positional or named.
 
     he_init=True applies the official training init (`he_init_`); the official trainer takes
     its EMA copies *before* that init, so its EMA nets start from PyTorch's default init.
     """
-    sizes = (img_size, style_dim, latent_dim, num_domains, w_hpf, max_conv_dim, dim_in)
-    nets = {name: build_network(name, *sizes) for name in NETWORK_NAMES}
+    nets = {name: build_network(name, *sizes, **named_sizes) for name in NETWORK_NAMES}
     if he_init:
         for net in nets.values():
             he_init_(net)

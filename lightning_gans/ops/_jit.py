@@ -35,6 +35,7 @@ from types import ModuleType
 
 import torch
 
+from ..errors import ENV_CHOICES
 from . import _lock
 from ._isa import BuildError, cpu_id, cpu_isa_flags, target_isa
 from ._lock import BuildLock
@@ -53,7 +54,7 @@ def _find_csrc() -> Path:
 
 
 CSRC = _find_csrc()
-MODES = ("ref", "compiled", "auto")
+MODES = ENV_CHOICES["LG_OPS"]
 _HEADERS = ("bind_common.h", "upfirdn2d.h", "bias_act.h", "bias_act_math.h")
 # -march=native is safe because the CPU's feature flags and the target ISA are in the cache key.
 _CPU = dict(sources=("bind_cpu.cpp", "upfirdn2d.cpp", "bias_act.cpp", "scaled_bias_act.cpp"),

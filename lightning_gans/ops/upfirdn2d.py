@@ -14,13 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ENV_CHOICES
 from . import _jit
 
 IntOrPair = int | Sequence[int]
 # The CUDA kernels: 'direct' (one thread per output, taps read from global memory; the default)
 # and 'tiled' (shared-memory tiles, csrc/upfirdn2d_tiled.cu; opt-in until a GPU run of
 # bench/gpu_check.sh shows it faster). Calls the tiled kernel has no instance for run 'direct'.
-CUDA_KERNELS = ("direct", "tiled")
+CUDA_KERNELS = ENV_CHOICES["LG_UPFIRDN2D"]
 
 
 def cuda_kernel(kernel: str | None = None) -> str:
