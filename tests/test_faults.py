@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -238,6 +239,16 @@ def test_random_bytes_and_unexpected_globals(tmp_path, capsys):
     rc, err = run_cli(capsys, "generate", rand, "--seeds", "0", "--outdir", tmp_path / "out")
     one_error_line(rc, err, str(rand), "not a torch checkpoint", "another copy")
 
+    # the same for a network pickle: random bytes, and a pickle of plain data with no networks
+    rand_pkl = tmp_path / "rand.pkl"
+    rand_pkl.write_bytes(np.random.default_rng(1).bytes(4096))
+    rc, err = run_cli(capsys, "generate", rand_pkl, "--seeds", "0", "--outdir", tmp_path / "out")
+    one_error_line(rc, err, str(rand_pkl), "not a readable network pickle", "another copy")
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"training_set_kwargs": {"resolution": 64}}))
+    rc, err = run_cli(capsys, "generate", plain, "--seeds", "0", "--outdir", tmp_path / "out")
+    one_error_line(rc, err, str(plain), "no G or G_ema", "network-snapshot")
+
     glob = tmp_path / "np.ckpt"
     torch.save({"state_dict": {}, "x": np.zeros(3)}, glob)
     rc, err = run_cli(capsys, "generate", glob, "--seeds", "0", "--outdir", tmp_path / "out")
@@ -403,6 +414,39 @@ def test_wrong_config_values_are_one_line(tmp_path, capsys, monkeypatch, bad, mu
     line = one_error_line(rc, err, must)
     assert "give" in line or "use" in line  # says what to do
     assert not cache.exists()  # refused before any demo data was built
+
+
+@pytest.mark.parametrize("bad,must", [
+    (["trainer.max_stepz=1"], ["'trainer.max_stepz'", "+trainer.max_stepz=1"]),   # no such key
+    (["model=paper9"], ["model/paper9", "paper256", "stylegan2"]),                 # every option listed
+    (["trainer.max_steps=[1"], ["[1", "override_grammar"]),                        # syntax
+])
+def test_unknown_keys_and_options_are_one_line(tmp_path, capsys, bad, must):
+    """Hydra's own composition errors (several lines, exit 1) come out as one line, exit 2."""
+    rc, err = run_cli(capsys, "train", *FAST, *bad, f"hydra.run.dir={tmp_path}/run")
+    one_error_line(rc, err, *must)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sweep_is_checked_before_any_job(tmp_path, capsys, monkeypatch):
+    """-m with one bad value among good ones: refused before the first (good) job trains, and
+    without a sweep dir; a bad group option in a second swept key alike."""
+    monkeypatch.chdir(tmp_path)
+    sweep = f"hydra.sweep.dir={tmp_path}/sweep"
+    for bad, must in (["model.lr=0.002,abc", "model.lr='abc'"], ["model=auto,paper9", "model/paper9"]):
+        rc, err = run_cli(capsys, "train", "-m", *FAST, "trainer.max_steps=1", "model.resolution=16,32",
+                          bad, sweep)
+        one_error_line(rc, err, must)
+        assert not (tmp_path / "sweep").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_sweep_jobs_cover_every_value_once():
+    from lightning_gans.commands._hydra import sweep_jobs
+
+    jobs = sweep_jobs(["experiment=demo", "model.lr=range(1,3)", "x=a,b,c"])
+    assert jobs == [["experiment=demo", "model.lr=1", "x=a"], ["experiment=demo", "model.lr=2", "x=a"],
+                    ["experiment=demo", "model.lr=1", "x=b"], ["experiment=demo", "model.lr=1", "x=c"]]
+    assert sweep_jobs(["model=glob(paper*)", "x=1,2"]) == []  # Hydra's config loader lists a glob
 
 
 def test_run_dir_that_is_a_file(tmp_path, capsys):

@@ -44,7 +44,46 @@ def compose(config_name: str, overrides: list[str], job_name: str, folder: Path 
         with initialize_config_dir(version_base="1.3", config_dir=str(folder or config_dir()), job_name=job_name):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(f"{job_name}: {one_line(e)} (see `lightning-gans {job_name} --help`)") from None
+        raise ConfigError(f"{job_name}: {hydra_error_line(e)} (see `lightning-gans {job_name} --help`)") from None
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra's composition error as one line; a missing group option keeps its whole list of
+    options (Hydra prints them one a line, which one_line would cut to the first)."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if line.startswith("Available options in"):
+            options = [o for o in lines[i + 1:] if not o.startswith(("Config search path", "provider="))]
+            return "; ".join(lines[:i]) + f"; {line.rstrip(':')}: {', '.join(options) or 'none'}"
+    return one_line(exc)
+
+
+def sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The override lists that cover a sweep's values (`-m key=a,b other=x,y`): every value of
+    every swept key once, the other swept keys at their first value (a sum of values, not the
+    product a sweep runs: enough to find a bad key, value or group option before any job starts)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as e:
+        raise ConfigError(f"train: {one_line(e)} (see `lightning-gans train --help`)") from None
+    per_key = []
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override() and o.is_discrete_sweep() and o.value_type is not ValueType.GLOB_CHOICE_SWEEP:
+            per_key.append([f"{key}={v}" for v in o.sweep_string_iterator()] or [f"{key}="])
+        elif o.is_sweep_override():
+            return []  # glob() (Hydra's config loader lists it), interval (an optimizing sweeper's): theirs
+        else:
+            per_key.append([f"{key}={o.get_value_element_as_str()}"])
+    first = [values[0] for values in per_key]
+    jobs = [first]
+    for i, values in enumerate(per_key):
+        jobs += [first[:i] + [v] + first[i + 1:] for v in values[1:]]
+    return jobs
 
 
 def usage(name: str, doc: str, helps: dict[str, str], example: str, more: str = "") -> str:

@@ -21,11 +21,31 @@ def run(overrides: list[str]) -> int:
         return 0
     from ..rundir import precheck_hydra_run_dir
 
+    check_overrides(overrides)
     precheck_hydra_run_dir(overrides)  # issue 19: an unusable run dir as one line, not Hydra's traceback
     from ..train import train_app
 
     train_app()
     return 0
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Compose train's config with `overrides` before Hydra does: a key that is not in the
+    config, a group option that does not exist or a syntax error is one ConfigError line (Hydra
+    prints several lines and exits 1). A sweep (-m) is checked, values too, for each value it
+    sweeps before any job starts or is submitted to Slurm, where every job would fail alike.
+    Other Hydra flags (--config-name, ...) are left to Hydra."""
+    from ..rundir import check_train_config
+    from ._hydra import compose, sweep_jobs
+
+    tokens = [a for a in overrides if a not in ("-m", "--multirun")]
+    if any(t.startswith("-") for t in tokens):
+        return
+    if len(tokens) == len(overrides):
+        compose("train", tokens, "train")  # its values are checked by the job itself, first thing
+        return
+    for job in sweep_jobs(tokens):
+        check_train_config(compose("train", job, "train"))
 
 
 # Hydra flags that compose or print and never run the job: shell completion (each TAB press),

@@ -147,7 +147,8 @@ def _sg2ada(path: Path, fmt: str, payload: dict, conv_clamp: float | None = 256,
                 raise CheckpointError(f"{path}: entry {n} is {rec!r}, expected a recorded {want}")
         g_rec = recs["G_ema"] or recs["G"]
         if g_rec is None:
-            raise CheckpointError(f"{path}: the pickle has no G or G_ema")
+            raise CheckpointError(f"{path}: the pickle has no G or G_ema, so it is not a network snapshot "
+                                  "(network-snapshot-*.pkl holds G, D and G_ema); give one of those")
         if "input" in g_rec.children().get("synthesis", PersistentRecord("?", {})).children():
             raise CheckpointError(f"{path} is a StyleGAN3 (alias-free) generator; "
                                   "only StyleGAN2 networks are implemented")

@@ -161,7 +161,8 @@ def safe_unpickle(data: bytes, source: str = "pickle") -> Any:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError, KeyError,
             IndexError, OverflowError) as e:
-        raise CheckpointError(f"{source}: not a readable network pickle ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{source}: not a readable network pickle ({type(e).__name__}: {e}); it is damaged "
+                              "or not a pickle: use another copy of it") from None
 
 
 def load_network_pickle(path: str | os.PathLike) -> dict[str, Any]:
