@@ -266,7 +266,8 @@ def _report(trainer: pl.Trainer, run_dir: Path, callbacks: list, loggers: list) 
         # Only rank 0 has a W&B run; the other DDP ranks hold a dummy whose `.dir` is a method.
         if type(logger).__name__ == "WandbLogger" and trainer.is_global_zero:
             out["wandb_dir"] = str(Path(logger.experiment.dir).parent)
-            logger.experiment.finish()  # so a next run in this process (sweeps, tests) starts its own
+            if not getattr(logger, "service_lost", False):  # gone: nothing to close (callbacks/wandb_logger.py)
+                logger.experiment.finish()  # so a next run in this process (sweeps, tests) starts its own
     if trainer.is_global_zero:  # through logging: also in Hydra's <run dir>/train.log
         lines = ["run finished:", *(f"  {k:12s} {v}" for k, v in out.items())]
         if "wandb_dir" in out:

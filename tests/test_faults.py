@@ -343,13 +343,20 @@ def test_sigterm_saves_says_so_and_exits_nonzero(tmp_path, caplog, demo_shards):
     caplog.set_level("WARNING", logger="lightning_gans.callbacks.requeue")
     with pytest.raises(SystemExit) as exc:
         train(run_dir, *FAST, "data=shards", f"data.shards={demo_shards}", "trainer.max_steps=50",
-              "callbacks.checkpoint.every_n_train_steps=100", callbacks=[_TermAt(3)])
+              "callbacks.checkpoint.every_n_train_steps=5", callbacks=[_TermAt(3)])
     assert exc.value.code == 143
     last = run_dir / "checkpoints" / "last.ckpt"
     assert safe_load(last)["global_step"] == 3  # saved where it stopped, not at a periodic step
     said = [r.getMessage() for r in caplog.records if "SIGTERM received" in r.getMessage()]
     assert said and str(last) in said[0] and "ckpt_path=" in said[0]
     assert not (run_dir / ".lg-run.lock").exists()
+    # Resumed from it, the checkpoint callback goes on writing last.ckpt (not last-v1.ckpt beside a
+    # last.ckpt left at step 3, which ckpt_path=last would read again). The same checkpoint
+    # settings: Lightning keys a callback's saved state by them.
+    train(run_dir, *FAST, "data=shards", f"data.shards={demo_shards}", "trainer.max_steps=5",
+          "callbacks.checkpoint.every_n_train_steps=5", "ckpt_path=last")
+    assert safe_load(last)["global_step"] == 5
+    assert sorted(p.name for p in last.parent.glob("last*")) == ["last.ckpt"]
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,11 @@ class SyncedRequeue(pl.Callback):
         ckpt = trainer.checkpoint_callback
         if isinstance(ckpt, pl.callbacks.ModelCheckpoint) and ckpt.dirpath:
             path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+            # Recorded as the callback's own last checkpoint (its state goes into this file):
+            # resumed from it, the callback overwrites last.ckpt instead of taking the name for a
+            # file of someone else's and writing last-v1.ckpt, leaving last.ckpt (what
+            # ckpt_path=last reads) at this step.
+            ckpt.last_model_path = str(path)
         elif trainer.default_root_dir:
             path = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
         step = trainer.global_step

@@ -1,19 +1,21 @@
 """Preemption on the real local Slurm: SIGUSR1 to a running 2-rank training job -> hpc checkpoint
 at a step boundary -> `scontrol requeue` -> the same job starts again, in the same run dir, and
-resumes from that checkpoint (step, weights, optimizers, W&B run) and runs to the end. A restart
+resumes from the newest checkpoint (step, weights, optimizers, W&B run) and runs to the end: the
+hpc one, or the one the requeue's SIGTERM wrote at the next step boundary. A restart
 without a signal resumes from the newest checkpoint: the rule in test_train_rules.py, on Slurm in
 test_train_kill.py and test_two_nodes.py (resubmissions); the 2-node USR1 case in test_two_nodes.py."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from lightning_gans.checkpoint import safe_load
 
 
 def test_usr1_checkpoints_requeues_and_resumes(slurm, train_jobs, tmp_path):
-    steps, every = 20, 20  # the periodic checkpoint is the last one: the hpc one is the newest at the restart
+    steps, every = 20, 20  # the periodic checkpoint is the last one: none is written between USR1 and restart
     probe = tmp_path / "probe"
     # The default logger: W&B offline + CSV, so the W&B run id goes through the checkpoints.
     job = train_jobs.submit(
@@ -40,20 +42,29 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm, train_jobs, tmp_path):
     k = ckpt["global_step"]
     assert 3 <= k < every, k
 
-    # --- second start: from the hpc checkpoint -------------------------------------------------
+    # --- second start: from the newest checkpoint ----------------------------------------------
     first = {r: start(0, r) for r in (0, 1)}
     second = {r: start(1, r) for r in (0, 1)}
     t_restart = time.monotonic()
+    log = slurm.output(job)
+    assert f"SIGUSR1 received: checkpoint and requeue after step {k}" in log, log[-3000:]
+    # The requeue's SIGTERM reaches both ranks (and W&B's service, which must not take rank 0
+    # down with it: callbacks/wandb_logger.py); they stop at the next step boundary and write
+    # last.ckpt, newer than the hpc checkpoint, so nothing after it is lost.
+    before = log.split(f"job {job} restart 1:")[0]
+    saved = re.search(r"SIGTERM received: stopped after step (\d+), saved (\S+);", before)
+    assert saved, before[-3000:]
+    at, newest = int(saved[1]), saved[2]
+    assert k <= at < steps and newest == str(run / "checkpoints" / "last.ckpt"), (k, at, newest)
+    assert "Error executing job" not in before, before[-3000:]
     for r in (0, 1):
         assert first[r]["job_id"] == second[r]["job_id"] == job and first[r]["start_step"] == 0
         assert first[r]["world"] == second[r]["world"] == 2
-        # The same job id, hence the same run dir, hence its hpc checkpoint: weights and
-        # optimizer state exactly as saved, and training goes on at the saved step.
-        assert second[r].get("resumed_from") == str(hpc), second[r]
+        # The same job id, hence the same run dir, hence its checkpoints: weights and optimizer
+        # state exactly as saved, and training goes on at the saved step.
+        assert second[r].get("resumed_from") == newest, second[r]
         assert second[r]["state_mismatch"] is None, second[r]
-        assert second[r]["start_step"] == k and second[r]["start_nimg"] == k * 8, second[r]
-    log = slurm.output(job)
-    assert f"SIGUSR1 received: checkpoint and requeue after step {k}" in log, log[-3000:]
+        assert second[r]["start_step"] == at and second[r]["start_nimg"] == at * 8, second[r]
 
     fields = slurm.wait_state(job, {"COMPLETED"}, timeout=240)
     t_done = time.monotonic()
@@ -62,7 +73,7 @@ def test_usr1_checkpoints_requeues_and_resumes(slurm, train_jobs, tmp_path):
     assert fields["Restarts"] == "1" and fields["ExitCode"] == "0:0", slurm.diagnose(job)
     for r in (0, 1):  # ... and it went on with the next step, to the end
         done = json.loads((probe / f"start1_rank{r}.json").read_text())
-        assert done["steps"] == list(range(k, steps)) and done["end_step"] == steps, done
+        assert done["steps"] == list(range(at, steps)) and done["end_step"] == steps, done
         assert done["end_nimg"] == steps * 8, done
     assert sorted(p.name for p in run.glob("hpc_ckpt_*")) == ["hpc_ckpt_1.ckpt"]
 

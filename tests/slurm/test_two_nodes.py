@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -198,7 +199,8 @@ def test_shards_once_per_pass_over_two_nodes_and_resume(jobs, tmp_path):
 
 def test_usr1_requeues_two_node_job_and_resumes_exactly(jobs, slurm):
     """SIGUSR1 to the 2-node job -> hpc checkpoint at a step boundary -> `scontrol requeue` -> the
-    job starts again on both nodes from it: the same tensors, step, image count and W&B run."""
+    requeue's SIGTERM, at the next step boundary, writes last.ckpt -> the job starts again on both
+    nodes from that newest checkpoint: the same tensors, step, image count and W&B run."""
     steps = 12
     job = jobs.submit("2x1", f"trainer.max_steps={steps}", "callbacks.checkpoint.every_n_train_steps=100",
                       name="preempt")
@@ -220,11 +222,16 @@ def test_usr1_requeues_two_node_job_and_resumes_exactly(jobs, slurm):
     assert fields["Restarts"] == "1" and fields["ExitCode"] == "0:0", slurm.diagnose(job)
     first = [jobs.record("preempt", job, 0, r) for r in (0, 1)]
     second = [jobs.record("preempt", job, 1, r) for r in (0, 1)]
+    before = slurm.output(job).split(f"job {job} restart 1:")[0]
+    saved = re.search(r"SIGTERM received: stopped after step (\d+), saved (\S+);", before)
+    assert saved and "Error executing job" not in before, before[-3000:]
+    at, newest = int(saved[1]), saved[2]
+    assert k <= at < steps and newest == str(run / "checkpoints" / "last.ckpt"), (k, at, newest)
     for r in (0, 1):
         assert first[r]["hostname"] == second[r]["hostname"] == f"lgnode{r + 1}"
-        assert second[r]["resumed_from"] == str(hpc) and second[r]["state_mismatch"] is None, second[r]
-        assert second[r]["start_step"] == k and second[r]["start_nimg"] == k * 8
-        assert second[r]["steps"] == list(range(k, steps)) and second[r]["end_step"] == steps
+        assert second[r]["resumed_from"] == newest and second[r]["state_mismatch"] is None, second[r]
+        assert second[r]["start_step"] == at and second[r]["start_nimg"] == at * 8
+        assert second[r]["steps"] == list(range(at, steps)) and second[r]["end_step"] == steps
         # The data stream going on across a restart is test_shards_once_per_pass_...'s subject
         # (the demo set holds near-duplicate images at 32 px: no key check here).
     wandb_id = first[0]["wandb_id"]
