@@ -6,8 +6,8 @@ too, and from then on each W&B call raises ConnectionResetError ("Connection los
 middle of a step, that used to crash rank 0 before the step boundary where the SIGTERM checkpoint
 is written (callbacks/requeue.py), so the steps since the last checkpoint were lost; the other
 ranks then failed in their next collective ("Connection closed by peer"). Seen on the local Slurm
-in about half of the USR1 requeues. Here a lost service ends W&B logging for the run with one
-warning; training, the CSV log and the checkpoints go on.
+in 2 of the 3 USR1 requeues whose logs were read. Here a lost service ends W&B logging for the
+run with one warning; training, the CSV log and the checkpoints go on.
 """
 
 from __future__ import annotations
