@@ -437,10 +437,14 @@ def test_unknown_keys_and_options_are_one_line(tmp_path, capsys, bad, must):
 
 def test_sweep_is_checked_before_any_job(tmp_path, capsys, monkeypatch):
     """-m with one bad value among good ones: refused before the first (good) job trains, and
-    without a sweep dir; a bad group option in a second swept key alike."""
+    without a sweep dir; a bad group option in a second swept key alike, and a glob() option whose
+    config cannot train."""
     monkeypatch.chdir(tmp_path)
     sweep = f"hydra.sweep.dir={tmp_path}/sweep"
-    for bad, must in (["model.lr=0.002,abc", "model.lr='abc'"], ["model=auto,paper9", "model/paper9"]):
+    monkeypatch.delenv("LG_FAN_WEIGHTS", raising=False)
+    for bad, must in (["model.lr=0.002,abc", "model.lr='abc'"], ["model=auto,paper9", "model/paper9"],
+                      # the second option a glob matches needs a FAN weights file that is not given
+                      ["model=glob(stargan_v2_*,exclude=stargan_v2_tiny)", "model.fan_weights=PATH"]):
         rc, err = run_cli(capsys, "train", "-m", *FAST, "trainer.max_steps=1", "model.resolution=16,32",
                           bad, sweep)
         one_error_line(rc, err, must)
@@ -453,7 +457,10 @@ def test_sweep_jobs_cover_every_value_once():
     jobs = sweep_jobs(["experiment=demo", "model.lr=range(1,3)", "x=a,b,c"])
     assert jobs == [["experiment=demo", "model.lr=1", "x=a"], ["experiment=demo", "model.lr=2", "x=a"],
                     ["experiment=demo", "model.lr=1", "x=b"], ["experiment=demo", "model.lr=1", "x=c"]]
-    assert sweep_jobs(["model=glob(paper*)", "x=1,2"]) == []  # Hydra's config loader lists a glob
+    # a glob over one of our groups: each option it matches (conf/model/paper*.yaml), sorted as Hydra does
+    assert sweep_jobs(["model=glob(paper*,exclude=paper512)", "x=1,2"]) == [
+        ["model=paper1024", "x=1"], ["model=paper256", "x=1"], ["model=paper1024", "x=2"]]
+    assert sweep_jobs(["hydra/launcher=glob(*)"]) == []  # Hydra's own groups: Hydra lists them
 
 
 def test_run_dir_that_is_a_file(tmp_path, capsys):

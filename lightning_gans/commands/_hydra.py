@@ -59,9 +59,10 @@ def hydra_error_line(exc: BaseException) -> str:
 
 
 def sweep_jobs(overrides: list[str]) -> list[list[str]]:
-    """The override lists that cover a sweep's values (`-m key=a,b other=x,y`): every value of
-    every swept key once, the other swept keys at their first value (a sum of values, not the
-    product a sweep runs: enough to find a bad key, value or group option before any job starts)."""
+    """The override lists that cover a sweep's values (`-m key=a,b other=x,y`, `group=glob(p*)`):
+    every value of every swept key once, the other swept keys at their first value (a sum of
+    values, not the product a sweep runs: enough to find a bad key, value or group option before
+    any job starts)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
@@ -73,10 +74,16 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     per_key = []
     for o in parsed:
         key = o.get_key_element()
-        if o.is_sweep_override() and o.is_discrete_sweep() and o.value_type is not ValueType.GLOB_CHOICE_SWEEP:
+        if o.value_type is ValueType.GLOB_CHOICE_SWEEP:
+            options = group_options(o.key_or_group)
+            values = o.value().filter(options) if options else []
+            if not values:
+                return []  # a group of Hydra's own (hydra/...), or a glob that matches nothing: Hydra's word
+            per_key.append([f"{key}={v}" for v in values])
+        elif o.is_sweep_override() and o.is_discrete_sweep():
             per_key.append([f"{key}={v}" for v in o.sweep_string_iterator()] or [f"{key}="])
         elif o.is_sweep_override():
-            return []  # glob() (Hydra's config loader lists it), interval (an optimizing sweeper's): theirs
+            return []  # interval(): an optimizing sweeper's, which picks the values itself
         else:
             per_key.append([f"{key}={o.get_value_element_as_str()}"])
     first = [values[0] for values in per_key]
@@ -84,6 +91,13 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     for i, values in enumerate(per_key):
         jobs += [first[:i] + [v] + first[i + 1:] for v in values[1:]]
     return jobs
+
+
+def group_options(group: str) -> list[str]:
+    """The options of one of train's config groups (conf/<group>/*.yaml), as a glob() sweeps them;
+    empty for a group that is not ours."""
+    folder = config_dir() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if not group.startswith("hydra") else []
 
 
 def usage(name: str, doc: str, helps: dict[str, str], example: str, more: str = "") -> str:
