@@ -196,10 +196,9 @@ def check_train_config(cfg) -> None:
     w_hpf = _get(cfg, "model.w_hpf")
     if isinstance(w_hpf, (int, float)) and not isinstance(w_hpf, bool) and w_hpf > 0:
         # the module loads the FAN at its first step; a sweep over models learns it here, before any job
-        from .pretrained.weights import resolve_fan_weights
+        from .pretrained.weights import training_fan_weights
 
-        resolve_fan_weights(_get(cfg, "model.fan_weights"), "model.fan_weights",
-                            user=f"model {_get(cfg, 'model.name')} (model.w_hpf={w_hpf})")
+        training_fan_weights(_get(cfg, "model.fan_weights"), _get(cfg, "model.name"), w_hpf)
     group, batch = _get(cfg, "model.mbstd_group_size"), _get(cfg, "model.batch_size")
     if isinstance(group, int) and isinstance(batch, int) and group > 1:
         devices, nodes = _get(cfg, "trainer.devices"), _get(cfg, "trainer.num_nodes") or 1

@@ -62,42 +62,31 @@ def sweep_jobs(overrides: list[str]) -> list[list[str]]:
     """The override lists that cover a sweep's values (`-m key=a,b other=x,y`, `group=glob(p*)`):
     every value of every swept key once, the other swept keys at their first value (a sum of
     values, not the product a sweep runs: enough to find a bad key, value or group option before
-    any job starts)."""
+    any job starts). Hydra's own parser, given train's config loader, lists a glob's options."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir()), job_name="train"):
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            per_key = []
+            for o in parser.parse_overrides(list(overrides)):
+                key = o.get_key_element()
+                if o.is_sweep_override() and not o.is_discrete_sweep():
+                    return []  # interval(): an optimizing sweeper's, which picks the values itself
+                values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+                if not values:
+                    return []  # a glob that matches nothing: the sweep runs no job
+                per_key.append([f"{key}={v}" for v in values])
     except HydraException as e:
         raise ConfigError(f"train: {one_line(e)} (see `lightning-gans train --help`)") from None
-    per_key = []
-    for o in parsed:
-        key = o.get_key_element()
-        if o.value_type is ValueType.GLOB_CHOICE_SWEEP:
-            options = group_options(o.key_or_group)
-            values = o.value().filter(options) if options else []
-            if not values:
-                return []  # a group of Hydra's own (hydra/...), or a glob that matches nothing: Hydra's word
-            per_key.append([f"{key}={v}" for v in values])
-        elif o.is_sweep_override() and o.is_discrete_sweep():
-            per_key.append([f"{key}={v}" for v in o.sweep_string_iterator()] or [f"{key}="])
-        elif o.is_sweep_override():
-            return []  # interval(): an optimizing sweeper's, which picks the values itself
-        else:
-            per_key.append([f"{key}={o.get_value_element_as_str()}"])
     first = [values[0] for values in per_key]
     jobs = [first]
     for i, values in enumerate(per_key):
         jobs += [first[:i] + [v] + first[i + 1:] for v in values[1:]]
     return jobs
-
-
-def group_options(group: str) -> list[str]:
-    """The options of one of train's config groups (conf/<group>/*.yaml), as a glob() sweeps them;
-    empty for a group that is not ours."""
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if not group.startswith("hydra") else []
 
 
 def usage(name: str, doc: str, helps: dict[str, str], example: str, more: str = "") -> str:

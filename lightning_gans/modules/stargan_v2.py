@@ -27,7 +27,7 @@ from ..interop.stargan_v2 import load_fan
 from ..losses.stargan_v2 import discriminator_loss, ds_weight, generator_loss, generator_step_networks
 from ..models.fan import FAN
 from ..models.stargan_v2 import NETWORK_NAMES, build_networks, he_init_
-from ..pretrained.weights import resolve_fan_weights
+from ..pretrained.weights import training_fan_weights
 from .base import GANModule
 from .common import adam, clean_grads, ema_update, set_requires_grad
 from .strategy import average_grads
@@ -130,8 +130,7 @@ class StarGANv2Module(GANModule):
         if h.w_hpf <= 0:
             return None
         if self._fan is None:
-            path = resolve_fan_weights(h.fan_weights, "model.fan_weights",
-                                       user=f"model {h.name} (model.w_hpf={h.w_hpf})")
+            path = training_fan_weights(h.fan_weights, h.name, h.w_hpf)
             fan = load_fan(path)
             object.__setattr__(self, "_fan", fan)
             h.fan_weights, h.fan_sha256 = str(path.resolve()), file_sha256(path)

@@ -222,6 +222,12 @@ def resolve_fan_weights(path: str | os.PathLike | None, key: str, user: str = "t
     return p
 
 
+def training_fan_weights(path: str | os.PathLike | None, name: str, w_hpf: float) -> Path:
+    """The FAN weights file of a w_hpf > 0 model being trained (model.fan_weights, else
+    $LG_FAN_WEIGHTS): checked by check_train_config before any job, loaded by the module."""
+    return resolve_fan_weights(path, "model.fan_weights", user=f"model {name} (model.w_hpf={w_hpf})")
+
+
 def resolve_mtcnn_weights() -> Path:
     """The folder with pnet.pt/rnet.pt/onet.pt: $LG_MTCNN_WEIGHTS (or its former name
     $LIGHTNING_GANS_MTCNN_WEIGHTS), else facenet-pytorch's installed data/ folder, located
